@@ -1,0 +1,119 @@
+"""One log record -> the events it means.  Pure; the only module that knows Keycloak's text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sidecar import layout
+from sidecar.events import ClusterView, EventKind, LogEvent
+from sidecar.rules import IGNORE, Rule
+
+_CODE_RE = re.compile(
+    r"\b((?:ISPN|JGRP|WFLY[A-Z]*|KC-SERVICES|MSC|IJ|JBAS|ARJUNA|HHH|SRHCK)"
+    r"\d{4,6})\b"
+)
+_VIEW_RE = re.compile(
+    r"cluster view(?: for channel (?P<channel>[^:\s]+))?:?\s*(?:MergeView::)?"
+    r"\[(?P<coord>[^\]|]*)\|(?P<id>\d+)\]\s*\((?P<size>\d+)\)\s*\[(?P<members>[^\]]*)\]"
+)
+# ", " followed by "key=" continues a "(site-id=k8s, rack-id=..)" suffix; otherwise a new member
+_MEMBER_SPLIT_RE = re.compile(r",\s+(?![\w.-]+=)")
+_SERVICES_RE = re.compile(r"Started (\d+) of (\d+) services")
+_EMBEDDED_SERVICES_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A header line plus the continuation lines that joined it."""
+
+    header: layout.Header
+    continuation: tuple[str, ...]
+    line: int
+
+    @property
+    def body(self) -> str:
+        if not self.continuation:
+            return self.header.message
+        return self.header.message + "\n" + "\n".join(self.continuation)
+
+
+def make_record(lines: Sequence[str], line_number: int) -> Record:
+    """Build a record from its physical lines (first = header)."""
+    header = layout.parse_header(lines[0])
+    rest = tuple(layout.continuation_text(text) for text in lines[1:])
+    if header.layout == "json" and rest:
+        # pretty-printed JSON spans lines: parse the whole record
+        joined = layout.parse_header(lines[0] + "\n" + "\n".join(rest))
+        if joined.layout == "json":
+            return Record(joined, (), line_number)
+    return Record(header, rest, line_number)
+
+
+def classify(record: Record, rules: Sequence[Rule]) -> list[LogEvent]:
+    """The events of one record; empty when it means nothing for health."""
+    body = record.body
+    header = record.header
+    for rule in rules:
+        match = rule.matches(body, header.level, header.category)
+        if not match:
+            continue
+        if rule.event == IGNORE:
+            return []
+        return [_event(rule, match, record, body)]
+    return []
+
+
+def _event(rule: Rule, match: re.Match[str] | bool, record: Record, body: str) -> LogEvent:
+    kind = EventKind(rule.event)
+    code_match = _CODE_RE.search(body)
+    view = parse_view(body) if rule.view else None
+    node = ""
+    if isinstance(match, re.Match) and "node" in match.re.groupindex:
+        node = match.group("node").strip()
+    embedded = kind is EventKind.STARTUP_COMPLETE and _is_embedded(record, body)
+    embedded = embedded or (rule.boot_marker and "CLI command executor" in record.header.thread)
+    merged = "MERGED" in body if rule.view else False
+    if view is not None and merged != view.merged:
+        view = ClusterView(
+            view.view_id, view.coordinator, view.members, view.size, merged, view.channel
+        )
+    return LogEvent(
+        kind=kind,
+        reason=rule.reason,
+        line=record.line,
+        timestamp=record.header.timestamp,
+        code=code_match.group(1) if code_match else "",
+        rule=rule.id,
+        view=view,
+        node=node,
+        boot_marker=rule.boot_marker,
+        embedded=embedded,
+        extra=(("merged", "true"),) if merged and view is None else (),
+    )
+
+
+def _is_embedded(record: Record, body: str) -> bool:
+    """The jboss/keycloak entrypoint's embedded CLI server starts only a few dozen services."""
+    if "CLI command executor" in record.header.thread:
+        return True
+    match = _SERVICES_RE.search(body)
+    return match is not None and int(match.group(2)) < _EMBEDDED_SERVICES_MAX
+
+
+def parse_view(body: str) -> ClusterView | None:
+    """Parse ``[coord|id] (size) [members]``; members may carry ``(k=v, k=v)`` suffixes."""
+    match = _VIEW_RE.search(body)
+    if match is None:
+        return None
+    raw_members = match.group("members").strip()
+    members = tuple(m.strip() for m in _MEMBER_SPLIT_RE.split(raw_members) if m.strip())
+    return ClusterView(
+        view_id=int(match.group("id")),
+        coordinator=match.group("coord").strip(),
+        members=members,
+        size=int(match.group("size")),
+        merged="MERGED" in body[: match.start() + 40],
+        channel=match.group("channel") or "",
+    )

@@ -1,0 +1,134 @@
+"""The closed vocabulary of things the sidecar understands in a Keycloak log.
+
+Shared by the daemon, ``analyze`` and the metrics.  Pure value types, no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class EventKind(enum.StrEnum):
+    """What a log record means for Keycloak's health."""
+
+    BOOT = "boot"
+    STARTUP_PROGRESS = "startup_progress"
+    STARTUP_COMPLETE = "startup_complete"
+    STARTUP_FATAL = "startup_fatal"
+    CLUSTER_VIEW = "cluster_view"
+    NODE_JOINED = "node_joined"
+    NODE_LEFT = "node_left"
+    CLUSTER_DEGRADED = "cluster_degraded"
+    RUNTIME_FATAL = "runtime_fatal"
+    SHUTDOWN = "shutdown"
+    # Evidence that the shared database is unreachable (a restart cannot help).
+    DB_UNAVAILABLE = "db_unavailable"
+
+
+#: Reason codes a ``startup_fatal`` can carry.  Stable: they appear in metrics and Events.
+STARTUP_FATAL_REASONS: frozenset[str] = frozenset(
+    {
+        "liquibase",  # schema migration failed (the concurrent-first-start race)
+        "db_unreachable",  # no connection to the database at boot (restart cannot help)
+        "db_lock",  # changelog / DB lock could not be acquired or released
+        "port_in_use",  # HTTP, HTTPS or management port already bound
+        "config",  # invalid or missing configuration
+        "tls",  # key material / keystore problems
+        "cache",  # Infinispan / JGroups could not start
+        "deployment",  # WildFly: the /auth deployment or a subsystem failed
+        "jvm",  # the JVM itself crashed or could not start
+        "build",  # the Quarkus auto-build failed
+        "usage",  # kc.sh printed its usage: the container command is wrong
+        "failed_to_start",  # generic "Failed to start server" with no finer cause
+    }
+)
+
+#: Reason codes a ``runtime_fatal`` can carry.
+RUNTIME_FATAL_REASONS: frozenset[str] = frozenset({"out_of_memory", "jvm_crash"})
+
+#: Reason codes a ``cluster_degraded`` can carry.
+CLUSTER_DEGRADED_REASONS: frozenset[str] = frozenset(
+    {
+        "split_brain",  # ISPN000314 or KEYCLOAK_JDBC_PING2 losing partition
+        "peer_unreachable",  # JGroups cannot send to / has no address for a member
+        "request_timeout",  # ISPN000476 remote command timeouts
+        "state_transfer",  # ISPN000210 state transfer failed
+    }
+)
+
+#: Reasons for events that need none.
+OTHER_REASONS: frozenset[str] = frozenset({"", "signal", "stopped", "marker"})
+
+ALL_REASONS: frozenset[str] = (
+    STARTUP_FATAL_REASONS | RUNTIME_FATAL_REASONS | CLUSTER_DEGRADED_REASONS | OTHER_REASONS
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """One Infinispan/JGroups view as printed by ISPN000093/ISPN000094."""
+
+    view_id: int
+    coordinator: str
+    members: tuple[str, ...]
+    size: int
+    merged: bool = False
+    channel: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One classified fact from one log record.
+
+    ``line`` is the 1-based line number where the record starts (0 when unknown),
+    ``timestamp`` the record's own time in epoch seconds when the log carried one,
+    ``code`` the Keycloak/WildFly/Infinispan message code (``ISPN000094``) when known:
+    events never carry raw log text, which can hold secrets.
+    """
+
+    kind: EventKind
+    reason: str = ""
+    line: int = 0
+    timestamp: float | None = None
+    code: str = ""
+    rule: str = ""
+    view: ClusterView | None = None
+    node: str = ""
+    #: the rule marks this record as one that starts (or belongs only to) a boot
+    boot_marker: bool = False
+    #: WildFly's embedded CLI server (the jboss/keycloak pre-boot), not the real one
+    embedded: bool = False
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        """The ``analyze --json`` shape of this event."""
+        out: dict[str, object] = {"line": self.line, "event": self.kind.value}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.code:
+            out["code"] = self.code
+        if self.view is not None:
+            out["view_id"] = self.view.view_id
+            out["coordinator"] = self.view.coordinator
+            out["members"] = list(self.view.members)
+            out["size"] = self.view.size
+            out["merged"] = self.view.merged
+            if self.view.channel:
+                out["channel"] = self.view.channel
+        elif self.kind is EventKind.CLUSTER_VIEW:
+            # a view whose fields could not be read (elided or damaged line)
+            out.update(
+                view_id=None,
+                coordinator=None,
+                members=[],
+                size=None,
+                merged=("merged", "true") in self.extra,
+            )
+        if self.node:
+            out["node"] = self.node
+        if self.embedded:
+            out["embedded"] = True
+        if self.timestamp is not None:
+            out["timestamp"] = round(self.timestamp, 3)
+        return out

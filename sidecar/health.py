@@ -1,0 +1,365 @@
+"""The health policy: a pure function of (snapshot, now, policy) -> verdicts.
+
+Rules that make it trustworthy:
+
+* ``live`` fails only on positive evidence about Keycloak: a fatal startup line in the current
+  boot, a runtime fatal (OutOfMemoryError, JVM crash), a hung bootstrap (no 'started' by the
+  deadline AND no progress for the progress timeout), Keycloak's own liveness endpoint failing
+  with an answer (not a timeout) for the grace period, or lost cluster membership that a
+  restart can fix.  Never because the database is down, never on "unknown", never because the
+  sidecar itself is in trouble (log file missing, its own probe timing out).
+* Before ``live`` turns false, a kill-budget slot must be held when a budget is in force;
+  without one ``live`` stays true and ``ready`` says ``kill_deferred``.
+* ``startup_probe`` (``/startupz``) passes once the startup phase is over, successfully or
+  not, so that a failed startup is restarted through the liveness probe at once instead of
+  after the kubelet's whole startup budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sidecar.membership import MembershipAssessment, assess_membership
+from sidecar.settings import Settings
+from sidecar.state import HealthSnapshot, ProbeSnapshot
+
+#: every reason code a check can fail with (bounded label values for metrics)
+REASONS: tuple[str, ...] = (
+    "not_started",
+    "startup_fatal",
+    "runtime_fatal",
+    "startup_hung",
+    "liveness_probe_failing",
+    "readiness_probe_failing",
+    "shutting_down",
+    "cluster_degraded",
+    "db_unavailable",
+    "cluster_never_joined",
+    "cluster_peers_missing",
+    "kill_deferred",
+)
+_DB_REASONS = frozenset({"db_unreachable"})
+_GENERIC_FATAL = frozenset({"failed_to_start"})
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Thresholds, all in seconds."""
+
+    startup_deadline_seconds: float = 1200.0
+    progress_timeout_seconds: float = 300.0
+    liveness_grace_seconds: float = 60.0
+    degraded_hold_seconds: float = 60.0
+    db_down_hold_seconds: float = 60.0
+    membership_grace_seconds: float = 120.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            settings.startup_deadline_seconds,
+            settings.progress_timeout_seconds,
+            settings.liveness_grace_seconds,
+            settings.degraded_hold_seconds,
+            settings.db_down_hold_seconds,
+            settings.membership_grace_seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One named piece of evidence.  ``since``: when the failure began (time axis of now)."""
+
+    name: str
+    ok: bool
+    reason: str = ""
+    since: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    checks: tuple[Check, ...]
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c.reason for c in self.checks if not c.ok))
+
+    @property
+    def since(self) -> float | None:
+        times = [c.since for c in self.checks if not c.ok and c.since is not None]
+        return min(times) if times else None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    started: Verdict
+    live: Verdict
+    ready: Verdict
+    startup_probe: Verdict
+    #: reason a restart is wanted ("" when none); the Kubernetes side takes a slot for it
+    kill_wanted: str
+    membership: MembershipAssessment | None
+    db_down: bool
+
+
+def evaluate(snap: HealthSnapshot, now: float, policy: Policy) -> Verdicts:
+    """All verdicts at ``now``.  Pure."""
+    started_check = _started(snap)
+    db_down = _db_down(snap, now, policy)
+    membership = _membership(snap, started_check.ok, db_down, now, policy)
+    kill_checks = _kill_checks(snap, started_check.ok, now, policy, membership)
+    kill_wanted = next((c.reason for c in kill_checks if not c.ok), "")
+    deferred = bool(kill_wanted) and _budget_blocks(snap)
+    live_checks = (
+        kill_checks
+        if not deferred
+        else tuple(Check(c.name, True, "", None, c.detail) for c in kill_checks)
+    )
+    live = Verdict(all(c.ok for c in live_checks), live_checks)
+    ready_checks = (
+        started_check,
+        *kill_checks,
+        *_ready_checks(snap, now, policy, db_down, membership),
+    )
+    if deferred:
+        ready_checks = (
+            *ready_checks,
+            Check(
+                "kill_budget",
+                False,
+                "kill_deferred",
+                now,
+                f"waiting for a slot to restart: {kill_wanted}",
+            ),
+        )
+    ready = Verdict(all(c.ok for c in ready_checks), ready_checks)
+    started = Verdict(started_check.ok, (started_check,))
+    phase_over = started_check.ok or not live.ok
+    startup_probe = Verdict(
+        phase_over,
+        (
+            Check(
+                "startup_phase",
+                phase_over,
+                "" if phase_over else "not_started",
+                None if phase_over else snap.boot_started_at,
+                "started" if started_check.ok else ("failed" if not live.ok else "starting"),
+            ),
+        ),
+    )
+    return Verdicts(started, live, ready, startup_probe, kill_wanted, membership, db_down)
+
+
+def _started(snap: HealthSnapshot) -> Check:
+    if snap.complete_at is not None and not snap.boot_embedded:
+        return Check("started", True, detail="log")
+    probe = snap.probes.get("started")
+    if probe is not None and probe.ok_in_boot:
+        return Check("started", True, detail="http")
+    return Check("started", False, "not_started", snap.boot_started_at)
+
+
+def _db_down(snap: HealthSnapshot, now: float, policy: Policy) -> bool:
+    recent_error = (
+        snap.db_error_at is not None and now - snap.db_error_at <= policy.db_down_hold_seconds
+    )
+    ready = snap.probes.get("ready")
+    return recent_error or (ready is not None and ready.ok is False and ready.database_down)
+
+
+def _kill_checks(
+    snap: HealthSnapshot,
+    started: bool,
+    now: float,
+    policy: Policy,
+    membership: MembershipAssessment | None,
+) -> tuple[Check, ...]:
+    checks = [
+        _fatal_check(snap),
+        _runtime_check(snap),
+        _hung_check(snap, started, now, policy),
+        _live_endpoint_check(snap, started, now, policy),
+    ]
+    if membership is not None and membership.kill_wanted:
+        checks.append(
+            Check(
+                "cluster_membership", False, membership.reason, membership.since, membership.detail
+            )
+        )
+    return tuple(checks)
+
+
+def _fatal_check(snap: HealthSnapshot) -> Check:
+    reasons = set(snap.fatal_reasons)
+    if snap.fatal_at is None or not reasons - _DB_REASONS:
+        return Check("startup", True)
+    if reasons & _DB_REASONS and not reasons - _DB_REASONS - _GENERIC_FATAL:
+        # "Failed to start server" caused by an unreachable database: a restart cannot help
+        return Check("startup", True, detail="database unreachable at startup")
+    specific = [r for r in snap.fatal_reasons if r not in _GENERIC_FATAL and r not in _DB_REASONS]
+    return Check(
+        "startup", False, "startup_fatal", snap.fatal_at, (specific or list(snap.fatal_reasons))[0]
+    )
+
+
+def _runtime_check(snap: HealthSnapshot) -> Check:
+    if snap.runtime_fatal_at is None:
+        return Check("runtime", True)
+    return Check(
+        "runtime", False, "runtime_fatal", snap.runtime_fatal_at, snap.runtime_fatal_reason
+    )
+
+
+def _hung_check(snap: HealthSnapshot, started: bool, now: float, policy: Policy) -> Check:
+    last_activity = max(snap.boot_started_at, snap.last_progress_at or snap.boot_started_at)
+    deadline_at = snap.boot_started_at + policy.startup_deadline_seconds
+    silent_at = last_activity + policy.progress_timeout_seconds
+    if snap.fatal_at is not None or snap.shutdown_at is not None:
+        return Check("bootstrap", True)
+    if not snap.log_present:
+        # no log to read: silence is the sidecar's blind spot, not evidence about Keycloak
+        return Check("bootstrap", True, detail="no log evidence")
+    initializing = _initializing_since(snap)
+    if started and initializing is None:
+        return Check("bootstrap", True)
+    if now < deadline_at or now < silent_at:
+        return Check("bootstrap", True)
+    detail = (
+        "initialization (Keycloak Initialized) never finished"
+        if started
+        else "no 'started' line and no progress"
+    )
+    return Check("bootstrap", False, "startup_hung", max(deadline_at, silent_at), detail)
+
+
+def _initializing_since(snap: HealthSnapshot) -> float | None:
+    """Keycloak 26.6+ async bootstrap: ready stays DOWN on 'Keycloak Initialized'."""
+    ready = snap.probes.get("ready")
+    if ready is None or not ready.initializing or ready.failing_since is None:
+        return None
+    return ready.failing_since
+
+
+def _live_endpoint_check(snap: HealthSnapshot, started: bool, now: float, policy: Policy) -> Check:
+    probe = snap.probes.get("live")
+    if not started or probe is None or probe.positive_failing_since is None:
+        return Check("keycloak_live_endpoint", True)
+    failing_for = now - probe.positive_failing_since
+    if failing_for < policy.liveness_grace_seconds:
+        return Check(
+            "keycloak_live_endpoint", True, detail=f"failing for {failing_for:.0f}s ({probe.error})"
+        )
+    return Check(
+        "keycloak_live_endpoint",
+        False,
+        "liveness_probe_failing",
+        probe.positive_failing_since + policy.liveness_grace_seconds,
+        probe.error,
+    )
+
+
+def _membership(
+    snap: HealthSnapshot, started: bool, db_down: bool, now: float, policy: Policy
+) -> MembershipAssessment | None:
+    if snap.kube is None:
+        return None
+    return assess_membership(
+        view=snap.view,
+        view_since=snap.view_since,
+        facts=snap.kube,
+        started=started,
+        db_down=db_down,
+        evidence_since=snap.membership_evidence_since,
+        now=now,
+        grace_seconds=policy.membership_grace_seconds,
+    )
+
+
+def _budget_blocks(snap: HealthSnapshot) -> bool:
+    kube = snap.kube
+    return kube is not None and kube.budget_enabled and not kube.kill_slot_held
+
+
+def _ready_checks(
+    snap: HealthSnapshot,
+    now: float,
+    policy: Policy,
+    db_down: bool,
+    membership: MembershipAssessment | None,
+) -> tuple[Check, ...]:
+    checks = [_ready_endpoint_check(snap.probes.get("ready"))]
+    if snap.shutdown_at is not None:
+        checks.append(Check("shutdown", False, "shutting_down", snap.shutdown_at))
+    degraded = (
+        snap.degraded_at is not None and now - snap.degraded_at <= policy.degraded_hold_seconds
+    )
+    if degraded:
+        checks.append(
+            Check("cluster", False, "cluster_degraded", snap.degraded_at, snap.degraded_reason)
+        )
+    if db_down:
+        checks.append(Check("database", False, "db_unavailable", snap.db_error_at))
+    if membership is not None and not membership.ok and not membership.kill_wanted:
+        checks.append(
+            Check(
+                "cluster_membership", False, membership.reason, membership.since, membership.detail
+            )
+        )
+    return tuple(checks)
+
+
+def _ready_endpoint_check(probe: ProbeSnapshot | None) -> Check:
+    if probe is None:
+        return Check("keycloak_ready_endpoint", True, detail="not probed")
+    if probe.ok is None:
+        return Check(
+            "keycloak_ready_endpoint", False, "readiness_probe_failing", None, "no result yet"
+        )
+    if probe.ok:
+        return Check("keycloak_ready_endpoint", True)
+    return Check(
+        "keycloak_ready_endpoint",
+        False,
+        "readiness_probe_failing",
+        probe.failing_since,
+        probe.error,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    verdict: str  # "started", "live", "ready"
+    ok: bool
+    reasons: tuple[str, ...]
+    at: float
+
+
+class TransitionTracker:
+    """Remembers when each verdict last changed, so ok verdicts have a 'since' too."""
+
+    def __init__(self, now: float) -> None:
+        self._state: dict[str, tuple[bool, tuple[str, ...], float]] = {}
+        self._start = now
+
+    def observe(self, verdicts: Verdicts, now: float) -> list[Transition]:
+        """Record the verdicts; return the changes since the last call."""
+        changes = []
+        for name, verdict in (
+            ("started", verdicts.started),
+            ("live", verdicts.live),
+            ("ready", verdicts.ready),
+        ):
+            reasons = verdict.reasons
+            previous = self._state.get(name)
+            if previous is None or previous[0] != verdict.ok or previous[1] != reasons:
+                at = now if previous is not None else self._start
+                if previous is not None and previous[0] == verdict.ok:
+                    at = previous[2]  # same ok/failing state, other reasons: keep its start
+                self._state[name] = (verdict.ok, reasons, at)
+                changes.append(Transition(name, verdict.ok, reasons, now))
+        return changes
+
+    def since(self, name: str) -> float | None:
+        entry = self._state.get(name)
+        return None if entry is None else entry[2]

@@ -1,0 +1,215 @@
+"""Byte chunks of complete lines -> records -> events -> state.
+
+The hot path stays at C speed: lines are counted with ``bytes.count``, candidate lines are
+found with a few ``bytes.find`` scans over the whole chunk (the substring pre-filter), and
+only candidate lines are framed into records (header + continuation lines), decoded,
+parsed and classified.  While a boot is in progress every rule's substring is a candidate;
+after startup only a handful of anchors that cover the runtime rules are scanned for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
+
+from sidecar import layout
+from sidecar.classify import Record, classify, make_record
+from sidecar.events import LogEvent
+from sidecar.rules import RUNTIME_ANCHORS_JSON, RUNTIME_ANCHORS_PLAIN, Rule
+
+_DAY_SECONDS = 86400.0
+_HALF_DAY_SECONDS = 43200.0
+
+
+class EventSink(Protocol):
+    """What the pipeline feeds (``MonitorState`` in the daemon)."""
+
+    def apply(self, event: LogEvent, now: float) -> list[LogEvent]:
+        """Record an event; return the events actually recorded (derived ones included)."""
+        ...
+
+    def wants_boot_scan(self) -> bool:
+        """True while a boot is in progress: scan for every rule, not only runtime anchors."""
+        ...
+
+
+class Pipeline:
+    """Frames, classifies and applies.  ``now=None`` means: take time from the log."""
+
+    def __init__(
+        self, rules: Sequence[Rule], sink: EventSink, *, max_record_lines: int = 512
+    ) -> None:
+        self._rules = tuple(rules)
+        self._sink = sink
+        self._max_record_lines = max_record_lines
+        rule_needles = [r.contains.encode() for r in rules if r.contains]
+        self._boot_needles = _minimal_needles(
+            [*rule_needles, *RUNTIME_ANCHORS_PLAIN, *RUNTIME_ANCHORS_JSON]
+        )
+        # built-in runtime rules are covered by the anchors; user rules always scan
+        user = [r.contains.encode() for r in rules if r.contains and r.origin != "built-in"]
+        self._runtime_plain = _minimal_needles([*RUNTIME_ANCHORS_PLAIN, *user])
+        self._runtime_json = _minimal_needles([*RUNTIME_ANCHORS_JSON, *user])
+        self._carry = b""
+        self._carry_line = 1
+        self._last_log_time: float | None = None
+        self.lines_total = 0
+        self.records_classified = 0
+        self.records_truncated = 0
+
+    # --- public API -----------------------------------------------------------------------
+    def feed(self, chunk: bytes, now: float | None = None) -> list[LogEvent]:
+        """Consume complete lines; the last record is held until the next header or flush."""
+        if not chunk:
+            return []
+        self.lines_total += chunk.count(b"\n")
+        data = self._carry + chunk if self._carry else chunk
+        tail = self._last_record_start(data)
+        events = self._process(data, 0, tail, self._carry_line, now)
+        self._carry_line += data.count(b"\n", 0, tail)
+        self._carry = data[tail:]
+        return events
+
+    def flush(self, now: float | None = None) -> list[LogEvent]:
+        """The source is idle: the pending record is complete."""
+        if not self._carry:
+            return []
+        data, self._carry = self._carry, b""
+        events = self._process(data, 0, len(data), self._carry_line, now)
+        self._carry_line += data.count(b"\n")
+        return events
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._carry)
+
+    @property
+    def last_log_time(self) -> float | None:
+        """The newest timestamp read from the log (log time mode)."""
+        return self._last_log_time
+
+    # --- framing ------------------------------------------------------------------------------
+    def _process(
+        self, data: bytes, start: int, end: int, base_line: int, now: float | None
+    ) -> list[LogEvent]:
+        events: list[LogEvent] = []
+        position = start
+        line_at_position = base_line
+        while position < end:
+            boot_scan = self._sink.wants_boot_scan()
+            hits = self._hits(data, position, end, boot_scan)
+            if not hits:
+                break
+            restart = None
+            for hit in hits:
+                if hit < position:
+                    continue
+                record_start, record_end = self._record_bounds(data, hit, position, end)
+                line_at_position += data.count(b"\n", position, record_start)
+                record = self._record(data, record_start, record_end, line_at_position)
+                line_at_position += data.count(b"\n", record_start, record_end)
+                position = record_end
+                events.extend(self._apply(record, now))
+                if self._sink.wants_boot_scan() != boot_scan:
+                    restart = position
+                    break
+            if restart is None:
+                break
+        return events
+
+    def _hits(self, data: bytes, start: int, end: int, boot_scan: bool) -> list[int]:
+        if boot_scan:
+            needles = self._boot_needles
+        elif b'{"' in data[start : start + 256]:
+            needles = self._runtime_json
+        else:
+            needles = self._runtime_plain
+        found: set[int] = set()
+        for needle in needles:
+            index = data.find(needle, start, end)
+            while index != -1:
+                found.add(index)
+                index = data.find(needle, index + 1, end)
+        return sorted(found)
+
+    def _record_bounds(self, data: bytes, hit: int, floor: int, end: int) -> tuple[int, int]:
+        """The record around ``hit``: back to its header line, forward to the next header."""
+        line_start = data.rfind(b"\n", floor, hit) + 1 or floor
+        line_start = max(line_start, floor)
+        steps = 0
+        while line_start > floor and steps < self._max_record_lines:
+            if self._is_header_at(data, line_start):
+                break
+            line_start = max(data.rfind(b"\n", floor, line_start - 1) + 1, floor)
+            steps += 1
+        next_line = data.find(b"\n", hit, end) + 1 or end
+        while next_line < end and not self._is_header_at(data, next_line):
+            next_line = data.find(b"\n", next_line, end) + 1 or end
+        return line_start, next_line
+
+    def _is_header_at(self, data: bytes, position: int) -> bool:
+        line_end = data.find(b"\n", position)
+        raw = data[position : line_end if line_end != -1 else len(data)]
+        return layout.is_header(raw.decode("utf-8", "replace"))
+
+    def _last_record_start(self, data: bytes) -> int:
+        position = len(data)
+        for _ in range(self._max_record_lines):
+            if position <= 0:
+                return 0
+            line_start = data.rfind(b"\n", 0, position - 1) + 1
+            if self._is_header_at(data, line_start):
+                return line_start
+            position = line_start
+        return position
+
+    def _record(self, data: bytes, start: int, end: int, line_number: int) -> Record:
+        text = data[start:end].decode("utf-8", "replace").replace("\x00", "\ufffd")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if len(lines) > self._max_record_lines + 1:
+            self.records_truncated += 1
+            lines = lines[: self._max_record_lines + 1]
+        return make_record(lines or [""], line_number)
+
+    # --- classification and time ---------------------------------------------------------------
+    def _apply(self, record: Record, now: float | None) -> list[LogEvent]:
+        self.records_classified += 1
+        found = classify(record, self._rules)
+        if not found:
+            if now is None:
+                self._log_time(record)
+            return []
+        when = now if now is not None else self._log_time(record)
+        out: list[LogEvent] = []
+        for event in found:
+            timed = event
+            if now is None and event.timestamp != when:
+                timed = dataclasses.replace(event, timestamp=when)
+            out.extend(self._sink.apply(timed, when))
+        return out
+
+    def _log_time(self, record: Record) -> float:
+        """Log time: the record's timestamp, with WildFly's time-of-day rolled over midnight."""
+        stamp = record.header.timestamp
+        last = self._last_log_time
+        if stamp is None:
+            return last if last is not None else 0.0
+        if record.header.time_only and last is not None:
+            days = (last - stamp + _HALF_DAY_SECONDS) // _DAY_SECONDS
+            stamp += max(days, 0.0) * _DAY_SECONDS
+        if last is None or stamp >= last or last - stamp > _DAY_SECONDS:
+            self._last_log_time = stamp
+        return stamp
+
+
+def _minimal_needles(needles: Sequence[bytes]) -> tuple[bytes, ...]:
+    """Drop needles that contain another needle: the shorter one already finds them."""
+    unique = sorted(set(needles), key=len)
+    kept: list[bytes] = []
+    for needle in unique:
+        if not any(k in needle for k in kept):
+            kept.append(needle)
+    return tuple(kept)

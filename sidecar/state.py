@@ -1,0 +1,353 @@
+"""MonitorState: the single mutable record of what the sidecar knows about Keycloak.
+
+Workers write into it (log events, probe results, Kubernetes facts); handlers and the metrics
+collector read frozen snapshots.  It keeps only the current boot: a new boot (a boot line in
+the log, the container restarting, or the HTTP target going away and coming back) starts a
+fresh ``BootRecord`` with fresh deadlines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sidecar.events import ClusterView, EventKind, LogEvent
+from sidecar.membership import KubeFacts
+from sidecar.probe import ProbeResult
+
+_NON_KILL_FATAL = frozenset({"db_unreachable"})
+_GONE_ERRORS = frozenset({"refused", "connection"})
+_RECENT_BOOT_SECONDS = 120.0
+_SEEN_VIEWS_MAX = 16
+
+
+@dataclass(slots=True)
+class BootRecord:
+    """Everything about the current Keycloak boot.  Times are on the state's time axis."""
+
+    number: int
+    started_at: float
+    cause: str  # "initial", "log", "container_restart", "http_restart"
+    named: bool = False  # a boot line in the log named it
+    embedded: bool = False
+    markers: set[str] = field(default_factory=set)
+    complete_at: float | None = None
+    fatal_at: float | None = None
+    fatal_reasons: list[str] = field(default_factory=list)
+    fatal_code: str = ""
+    runtime_fatal_at: float | None = None
+    runtime_fatal_reason: str = ""
+    shutdown_at: float | None = None
+    last_progress_at: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return any(
+            t is not None
+            for t in (self.complete_at, self.fatal_at, self.runtime_fatal_at, self.shutdown_at)
+        )
+
+
+@dataclass(slots=True)
+class ProbeTrack:
+    """History of one HTTP target within the current boot."""
+
+    last: ProbeResult | None = None
+    ok_since: float | None = None
+    failing_since: float | None = None
+    positive_failing_since: float | None = None  # failures that are evidence (not timeouts)
+    gone_since: float | None = None  # nothing listening
+    ok_in_boot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSnapshot:
+    enabled: bool
+    ok: bool | None  # None: no result yet
+    failing_since: float | None
+    positive_failing_since: float | None
+    ok_in_boot: bool
+    error: str
+    database_down: bool
+    initializing: bool  # Keycloak 26.6+ "Keycloak Initialized" check is DOWN
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """A frozen copy of what the policy needs."""
+
+    boot_number: int
+    boot_started_at: float
+    boot_cause: str
+    boot_embedded: bool
+    complete_at: float | None
+    fatal_at: float | None
+    fatal_reasons: tuple[str, ...]
+    runtime_fatal_at: float | None
+    runtime_fatal_reason: str
+    shutdown_at: float | None
+    last_progress_at: float | None
+    db_error_at: float | None
+    degraded_at: float | None
+    degraded_reason: str
+    view: ClusterView | None
+    view_since: float | None
+    probes: dict[str, ProbeSnapshot]
+    kube: KubeFacts | None
+    membership_evidence_since: float | None
+    log_present: bool
+    log_caught_up: bool
+
+
+class MonitorState:
+    """The one mutable record.  Not thread-safe: used from the event loop only."""
+
+    def __init__(self, now: float, *, probe_targets: tuple[str, ...] = ()) -> None:
+        self.boot = BootRecord(number=0, started_at=now, cause="initial")
+        self.boots_total = 0
+        self.events_total: Counter[str] = Counter()
+        self.startup_fatal_total: Counter[str] = Counter()
+        self.db_error_at: float | None = None
+        self.degraded_at: float | None = None
+        self.degraded_reason = ""
+        self.view: ClusterView | None = None
+        self.view_since: float | None = None
+        self._seen_views: list[tuple[str, int]] = []
+        self._last_node_event: tuple[str, str, int] | None = None
+        self.probes: dict[str, ProbeTrack] = {t: ProbeTrack() for t in probe_targets}
+        self.kube: KubeFacts | None = None
+        self.membership_evidence_since: float | None = None
+        self.log_present = False
+        self.log_caught_up = False
+        self.last_line_at: float | None = None
+        self.recent_boots: list[tuple[int, str, float]] = []
+
+    # --- log events ------------------------------------------------------------------------
+    def wants_boot_scan(self) -> bool:
+        """While a boot is in progress, every rule matters; afterwards only runtime ones."""
+        boot = self.boot
+        return boot.complete_at is None or boot.embedded
+
+    def apply(self, event: LogEvent, now: float) -> list[LogEvent]:
+        """Record one classified event; return what was recorded (derived ``boot`` first)."""
+        recorded: list[LogEvent] = []
+        if event.boot_marker and self._is_new_boot(event):
+            boot_event = LogEvent(
+                EventKind.BOOT,
+                reason="marker",
+                line=event.line,
+                timestamp=event.timestamp,
+                code=event.code,
+                rule=event.rule,
+                embedded=event.embedded,
+            )
+            self._begin_boot(now, "log", named=True)
+            recorded.append(boot_event)
+        if event.boot_marker:
+            self.boot.markers.add(event.rule)
+            self.boot.embedded = self.boot.embedded or event.embedded
+        converted = self._convert(event)
+        if converted is not None and self._record(converted, now):
+            recorded.append(converted)
+        for item in recorded:
+            self.events_total[item.kind.value] += 1
+            if item.kind is EventKind.STARTUP_FATAL:
+                self.startup_fatal_total[item.reason] += 1
+        return recorded
+
+    def _is_new_boot(self, event: LogEvent) -> bool:
+        boot = self.boot
+        if not boot.named and not boot.terminal:
+            boot.named = True
+            self.boots_total += 1
+            self._note_boot()
+            return False
+        return boot.terminal or event.rule in boot.markers
+
+    def _convert(self, event: LogEvent) -> LogEvent | None:
+        """A 'startup' fatal after startup completed is a runtime matter."""
+        started = self.boot.complete_at is not None and not self.boot.embedded
+        if event.kind is not EventKind.STARTUP_FATAL or not started:
+            return event
+        if event.reason == "db_unreachable":
+            return dataclasses.replace(event, kind=EventKind.DB_UNAVAILABLE)
+        if event.reason == "jvm":
+            return dataclasses.replace(event, kind=EventKind.RUNTIME_FATAL, reason="jvm_crash")
+        return event
+
+    def _record(self, event: LogEvent, now: float) -> bool:  # noqa: PLR0912
+        boot = self.boot
+        kind = event.kind
+        if kind is EventKind.STARTUP_PROGRESS:
+            boot.last_progress_at = now
+        elif kind is EventKind.STARTUP_COMPLETE:
+            if event.embedded:
+                boot.embedded = True
+                boot.complete_at = boot.complete_at or now
+            elif boot.complete_at is None or boot.embedded:
+                boot.complete_at, boot.embedded = now, False
+            boot.last_progress_at = now
+        elif kind is EventKind.STARTUP_FATAL:
+            if event.reason in _NON_KILL_FATAL:
+                self.db_error_at = now
+            if boot.fatal_at is None:
+                boot.fatal_at, boot.fatal_code = now, event.code
+            if event.reason not in boot.fatal_reasons:
+                boot.fatal_reasons.append(event.reason)
+        elif kind is EventKind.RUNTIME_FATAL:
+            if boot.runtime_fatal_at is None:
+                boot.runtime_fatal_at, boot.runtime_fatal_reason = now, event.reason
+        elif kind is EventKind.DB_UNAVAILABLE:
+            self.db_error_at = now
+        elif kind is EventKind.SHUTDOWN:
+            boot.shutdown_at = boot.shutdown_at or now
+        elif kind is EventKind.CLUSTER_DEGRADED:
+            self.degraded_at, self.degraded_reason = now, event.reason
+        elif kind is EventKind.CLUSTER_VIEW:
+            return self._record_view(event, now)
+        elif kind in (EventKind.NODE_JOINED, EventKind.NODE_LEFT):
+            view_id = self.view.view_id if self.view else -1
+            key = (kind.value, event.node, view_id)
+            if key == self._last_node_event:
+                return False
+            self._last_node_event = key
+        return True
+
+    def _record_view(self, event: LogEvent, now: float) -> bool:
+        view = event.view
+        if view is None:
+            return True
+        key = (view.channel, view.view_id)
+        if key in self._seen_views:
+            return False
+        self._seen_views = [*self._seen_views[-(_SEEN_VIEWS_MAX - 1) :], key]
+        self.view, self.view_since = view, now
+        return True
+
+    # --- new boots -----------------------------------------------------------------------------
+    def _begin_boot(self, now: float, cause: str, *, named: bool = False) -> None:
+        self.boot = BootRecord(
+            number=self.boot.number + 1, started_at=now, cause=cause, named=named
+        )
+        self.boots_total += 1
+        self._seen_views.clear()
+        self.view, self.view_since = None, None
+        self.degraded_at, self.degraded_reason = None, ""
+        self.membership_evidence_since = None
+        for track in self.probes.values():
+            track.ok_in_boot = False
+            track.positive_failing_since = None
+        self._note_boot()
+
+    def _note_boot(self) -> None:
+        self.recent_boots = [
+            *self.recent_boots[-9:],
+            (self.boot.number, self.boot.cause, self.boot.started_at),
+        ]
+
+    def rearm(self, now: float, cause: str) -> bool:
+        """The container restarted (seen from the API): start a fresh boot unless the log
+        already showed this boot begin."""
+        boot = self.boot
+        if boot.named and not boot.terminal and now - boot.started_at < _RECENT_BOOT_SECONDS:
+            return False
+        self._begin_boot(now, cause)
+        return True
+
+    # --- probes ----------------------------------------------------------------------------
+    def record_probe(self, result: ProbeResult, now: float) -> None:
+        track = self.probes.setdefault(result.target, ProbeTrack())
+        came_back = track.gone_since is not None and result.error not in _GONE_ERRORS
+        if came_back and self.boot.started_at < (track.gone_since or now):
+            self._begin_boot(now, "http_restart")
+        track.last = result
+        if result.ok:
+            track.ok_since = track.ok_since if track.failing_since is None else now
+            track.ok_since = track.ok_since or now
+            track.failing_since = track.positive_failing_since = track.gone_since = None
+            track.ok_in_boot = True
+            return
+        track.failing_since = track.failing_since or now
+        track.ok_since = None
+        if result.error in _GONE_ERRORS:
+            track.gone_since = track.gone_since or now
+        else:
+            track.gone_since = None
+        if result.error in ("http_status", "body", "refused"):
+            track.positive_failing_since = track.positive_failing_since or now
+        else:
+            track.positive_failing_since = None
+
+    # --- Kubernetes ----------------------------------------------------------------------------
+    def update_kube(self, facts: KubeFacts) -> None:
+        self.kube = facts
+
+    def set_membership_evidence(self, since: float | None) -> None:
+        self.membership_evidence_since = since
+
+    # --- snapshot ------------------------------------------------------------------------------
+    def snapshot(self) -> HealthSnapshot:
+        boot = self.boot
+        return HealthSnapshot(
+            boot_number=boot.number,
+            boot_started_at=boot.started_at,
+            boot_cause=boot.cause,
+            boot_embedded=boot.embedded,
+            complete_at=boot.complete_at,
+            fatal_at=boot.fatal_at,
+            fatal_reasons=tuple(boot.fatal_reasons),
+            runtime_fatal_at=boot.runtime_fatal_at,
+            runtime_fatal_reason=boot.runtime_fatal_reason,
+            shutdown_at=boot.shutdown_at,
+            last_progress_at=boot.last_progress_at,
+            db_error_at=self.db_error_at,
+            degraded_at=self.degraded_at,
+            degraded_reason=self.degraded_reason,
+            view=self.view,
+            view_since=self.view_since,
+            probes={name: _probe_snapshot(track) for name, track in self.probes.items()},
+            kube=self.kube,
+            membership_evidence_since=self.membership_evidence_since,
+            log_present=self.log_present,
+            log_caught_up=self.log_caught_up,
+        )
+
+    def shift_times(self, offset_seconds: float) -> None:
+        """Move every stored time by ``offset_seconds`` (log time -> monotonic time after a
+        recovery replay)."""
+
+        def moved(value: float | None) -> float | None:
+            return None if value is None else value + offset_seconds
+
+        boot = self.boot
+        boot.started_at += offset_seconds
+        for name in (
+            "complete_at",
+            "fatal_at",
+            "runtime_fatal_at",
+            "shutdown_at",
+            "last_progress_at",
+        ):
+            setattr(boot, name, moved(getattr(boot, name)))
+        self.db_error_at = moved(self.db_error_at)
+        self.degraded_at = moved(self.degraded_at)
+        self.view_since = moved(self.view_since)
+        self.recent_boots = [(n, c, t + offset_seconds) for n, c, t in self.recent_boots]
+
+
+def _probe_snapshot(track: ProbeTrack) -> ProbeSnapshot:
+    last = track.last
+    initializing = False
+    if last is not None:
+        initializing = any(not c.up and "initialized" in c.name.lower() for c in last.checks)
+    return ProbeSnapshot(
+        enabled=True,
+        ok=None if last is None else last.ok,
+        failing_since=track.failing_since,
+        positive_failing_since=track.positive_failing_since,
+        ok_in_boot=track.ok_in_boot,
+        error="" if last is None else last.error,
+        database_down=False if last is None else last.database_down,
+        initializing=initializing,
+    )
