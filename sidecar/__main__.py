@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from sidecar import __version__
+from sidecar.rules import Rule
 from sidecar.settings import ConfigError, Settings, add_arguments, check_files, load_settings
 
 EXIT_CONFIG = 2
@@ -108,7 +109,7 @@ def _with_rules(settings: Settings, path: str) -> Settings:
     return dataclasses.replace(settings, rules_file=path)
 
 
-def _rules(settings: Settings) -> tuple[object, ...]:
+def _rules(settings: Settings) -> tuple[Rule, ...]:
     from sidecar.rules import RuleError, builtin_rules, load_rules_file
 
     try:

@@ -89,6 +89,7 @@ def _event(rule: Rule, match: re.Match[str] | bool, record: Record, body: str) -
         view=view,
         node=node,
         boot_marker=rule.boot_marker,
+        once_per_boot=rule.once_per_boot,
         embedded=embedded,
         extra=(("merged", "true"),) if merged and view is None else (),
     )

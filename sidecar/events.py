@@ -97,6 +97,8 @@ class LogEvent:
     node: str = ""
     #: the rule marks this record as one that starts (or belongs only to) a boot
     boot_marker: bool = False
+    #: the marker appears once per boot: seeing it again means a new boot began
+    once_per_boot: bool = False
     #: WildFly's embedded CLI server (the jboss/keycloak pre-boot), not the real one
     embedded: bool = False
     extra: tuple[tuple[str, str], ...] = field(default=())

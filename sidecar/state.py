@@ -132,19 +132,18 @@ class MonitorState:
     def apply(self, event: LogEvent, now: float) -> list[LogEvent]:
         """Record one classified event; return what was recorded (derived ``boot`` first)."""
         recorded: list[LogEvent] = []
-        if event.boot_marker and self._is_new_boot(event):
-            boot_event = LogEvent(
-                EventKind.BOOT,
-                reason="marker",
-                line=event.line,
-                timestamp=event.timestamp,
-                code=event.code,
-                rule=event.rule,
-                embedded=event.embedded,
-            )
-            self._begin_boot(now, "log", named=True)
-            recorded.append(boot_event)
-        if event.boot_marker:
+        decision = self._boot_decision(event) if event.boot_marker else ""
+        if decision:
+            recorded.append(LogEvent(EventKind.BOOT, reason="marker", line=event.line,
+                                     timestamp=event.timestamp, code=event.code,
+                                     rule=event.rule, embedded=event.embedded))
+            if decision == "new":
+                self._begin_boot(now, "log", named=True)
+            else:
+                self.boot.named = True
+                self.boots_total += 1
+                self._note_boot()
+        if event.once_per_boot:
             self.boot.markers.add(event.rule)
             self.boot.embedded = self.boot.embedded or event.embedded
         converted = self._convert(event)
@@ -156,14 +155,12 @@ class MonitorState:
                 self.startup_fatal_total[item.reason] += 1
         return recorded
 
-    def _is_new_boot(self, event: LogEvent) -> bool:
+    def _boot_decision(self, event: LogEvent) -> str:
+        """'' (same boot), 'name' (the boot seen so far gets its first marker), or 'new'."""
         boot = self.boot
-        if not boot.named and not boot.terminal:
-            boot.named = True
-            self.boots_total += 1
-            self._note_boot()
-            return False
-        return boot.terminal or event.rule in boot.markers
+        if boot.terminal or event.rule in boot.markers:
+            return "new"
+        return "" if boot.named else "name"
 
     def _convert(self, event: LogEvent) -> LogEvent | None:
         """A 'startup' fatal after startup completed is a runtime matter."""

@@ -1,0 +1,37 @@
+# The two quick-start commands of the README, and what CI runs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# 1. install and watch the sidecar judge a replayed two-replica Keycloak story
+demo: $(BIN)/python
+	$(BIN)/pip install -q -e .
+	$(BIN)/keycloak-sidecar demo
+
+# 2. install everything and run the whole test suite (what .ci/run runs)
+test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	bash .ci/install-tools.sh
+	$(MAKE) lint typecheck unit
+
+lint:
+	$(BIN)/ruff check sidecar tests benchmarks
+	$(BIN)/ruff format --check sidecar
+
+typecheck:
+	$(BIN)/mypy
+
+unit:
+	$(BIN)/python -m pytest
+
+bench-quick: $(BIN)/python
+	$(BIN)/python benchmarks/run.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,58 @@
+"""The daemon's shared objects, built once by the runtime and passed to edges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from sidecar.clock import Clock
+from sidecar.health import Policy, TransitionTracker, Verdicts, evaluate
+from sidecar.pipeline import Pipeline
+from sidecar.settings import Settings
+from sidecar.state import MonitorState
+
+
+class SourceStats(Protocol):
+    """What the log source tells about itself (``LogFile``, ``StdinReader``, API stream)."""
+
+    @property
+    def present(self) -> bool: ...
+
+    @property
+    def caught_up(self) -> bool: ...
+
+    @property
+    def lines_truncated(self) -> int: ...
+
+    @property
+    def last_error(self) -> str: ...
+
+
+@dataclass
+class Context:
+    """Everything an edge needs; no globals anywhere."""
+
+    settings: Settings
+    clock: Clock
+    state: MonitorState
+    policy: Policy
+    pipeline: Pipeline
+    registry: CollectorRegistry
+    tracker: TransitionTracker
+    source: SourceStats | None = None
+    #: extra facts for /status from workers (e.g. the Kubernetes side), by section name
+    status_extra: dict[str, object] = field(default_factory=dict)
+    #: counts of Kubernetes API errors by (operation, code)
+    kube_api_errors: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def verdicts(self) -> Verdicts:
+        """Evaluate now (pure, microseconds): what handlers and the collector call."""
+        return evaluate(self.state.snapshot(), self.clock.monotonic(), self.policy)
+
+    def to_wall(self, moment: float | None) -> float | None:
+        """A time on the monotonic axis as epoch seconds."""
+        if moment is None:
+            return None
+        return self.clock.wall() - (self.clock.monotonic() - moment)

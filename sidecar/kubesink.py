@@ -1,0 +1,56 @@
+"""The core's side of the Kubernetes worker's ``KubeSink`` protocol."""
+
+from __future__ import annotations
+
+import logging
+
+from sidecar.context import Context
+from sidecar.kubeworker import VerdictView
+from sidecar.membership import KubeFacts
+
+log = logging.getLogger(__name__)
+
+
+class CoreSink:
+    """Stores Kubernetes facts in the state and hands verdicts back."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def update_kube(self, facts: KubeFacts) -> None:
+        self._ctx.state.update_kube(facts)
+
+    def container_restarted(self, restart_count: int, container_id: str, now: float) -> None:
+        if self._ctx.state.rearm(now, "container_restart"):
+            log.info(
+                "Keycloak container restarted: boot state re-armed",
+                extra={"restart_count": restart_count, "boot": self._ctx.state.boot.number},
+            )
+
+    def current_verdicts(self) -> VerdictView:
+        verdicts = self._ctx.verdicts()
+        ready_reasons = verdicts.ready.reasons
+        return VerdictView(
+            started=verdicts.started.ok,
+            live=verdicts.live.ok,
+            ready=verdicts.ready.ok,
+            kill_wanted=bool(verdicts.kill_wanted),
+            kill_reason=verdicts.kill_wanted,
+            kill_deferred="kill_deferred" in ready_reasons,
+            ready_reason=ready_reasons[0] if ready_reasons else "",
+            membership=verdicts.membership,
+        )
+
+    def count_api_error(self, operation: str, code: str) -> None:
+        errors = self._ctx.kube_api_errors
+        errors[(operation, code)] = errors.get((operation, code), 0) + 1
+
+    def feed_log(self, chunk: bytes) -> None:
+        ctx = self._ctx
+        now = ctx.clock.monotonic()
+        ctx.pipeline.feed(chunk, now)
+        ctx.state.last_line_at = now
+        ctx.state.log_present = ctx.state.log_caught_up = True
+
+    def log_idle(self) -> None:
+        self._ctx.pipeline.flush(self._ctx.clock.monotonic())

@@ -1,0 +1,236 @@
+"""The supervisor: builds everything, runs the workers in one TaskGroup, shuts down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from sidecar import __version__, logjson
+from sidecar.clock import Clock, SystemClock
+from sidecar.context import Context
+from sidecar.health import Policy, TransitionTracker
+from sidecar.pipeline import Pipeline
+from sidecar.rules import Rule
+from sidecar.settings import Settings
+from sidecar.state import MonitorState
+from sidecar.workers import Prober, Tailer, verdict_worker
+
+log = logging.getLogger(__name__)
+
+VERDICT_INTERVAL_SECONDS = 0.25
+SHUTDOWN_TIMEOUT_SECONDS = 2.0
+
+
+class WorkerExitedError(RuntimeError):
+    """An eternal worker returned although no stop was requested."""
+
+
+@dataclass
+class Daemon:
+    """A running sidecar: its context and the stop switch (tests and the demo use it)."""
+
+    ctx: Context
+    stop: asyncio.Event
+    ready: asyncio.Event
+    port: int = 0
+
+
+def build_context(settings: Settings, rules: Sequence[Rule], clock: Clock) -> Context:
+    now = clock.monotonic()
+    state = MonitorState(now, probe_targets=tuple(settings.probe_targets()))
+    pipeline = Pipeline(rules, state, max_record_lines=settings.log_max_record_lines)
+    return Context(
+        settings=settings,
+        clock=clock,
+        state=state,
+        policy=Policy.from_settings(settings),
+        pipeline=pipeline,
+        registry=CollectorRegistry(auto_describe=True),
+        tracker=TransitionTracker(now),
+    )
+
+
+def main(settings: Settings, rules: Sequence[Rule]) -> int:
+    """Run the daemon until SIGTERM/SIGINT; 0 on a clean stop, 1 when a worker crashed."""
+    logjson.configure(settings.log_level)
+    failures: list[str] = []
+    try:
+        asyncio.run(serve(settings, rules, install_signals=True))
+    except* WorkerExitedError as group:
+        failures.append(f"a worker stopped unexpectedly: {group.exceptions[0]}")
+    except* OSError as group:
+        failures.append(f"cannot serve: {group.exceptions[0]}")
+    for failure in failures:
+        log.error("Sidecar failed", extra={"error": failure})
+    return 1 if failures else 0
+
+
+async def serve(
+    settings: Settings,
+    rules: Sequence[Rule],
+    *,
+    install_signals: bool = False,
+    clock: Clock | None = None,
+    daemon_out: list[Daemon] | None = None,
+) -> None:
+    """Build, serve the endpoints, run the workers; return after ``stop``."""
+    ctx = build_context(settings, rules, clock or SystemClock())
+    stop, ready = asyncio.Event(), asyncio.Event()
+    daemon = Daemon(ctx, stop, ready)
+    if daemon_out is not None:
+        daemon_out.append(daemon)
+    if install_signals:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    from sidecar.metrics import observe_probe, register_all
+    from sidecar.web import create_app
+
+    metrics = register_all(ctx)
+    runner = web.AppRunner(
+        create_app(ctx),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+    )
+    await runner.setup()
+    try:
+        host, port = settings.listen
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        daemon.port = _bound_port(runner) or port
+        log.info(
+            "Serving",
+            extra={
+                "listen": f"{host}:{daemon.port}",
+                "version": __version__,
+                "log_source": settings.log_source,
+                "log_file": settings.log_file,
+                "keycloak_url": settings.keycloak_url or "(not probed)",
+            },
+        )
+        ready.set()
+        await _run_workers(ctx, stop, lambda r: observe_probe(metrics, r))
+    finally:
+        await runner.cleanup()
+        log.info("Stopped")
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return None
+
+
+async def _run_workers(
+    ctx: Context, stop: asyncio.Event, record_probe: Callable[[object], None]
+) -> None:
+    recovered = asyncio.Event()
+    settings = ctx.settings
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=settings.probe_timeout_seconds + 1)
+            )
+        )
+        jobs: dict[str, Callable[[], Awaitable[None]]] = {
+            "verdict-worker": lambda: verdict_worker(ctx, stop, VERDICT_INTERVAL_SECONDS),
+        }
+        if settings.log_source == "file":
+            tailer = _make_tailer(ctx, recovered, stack)
+            jobs["tail-worker"] = lambda: tailer.run(stop)
+        else:
+            recovered.set()
+        if settings.probe_targets():
+            prober = Prober(ctx, record_probe, _ssl_context(settings))
+            jobs["probe-worker"] = lambda: _after(recovered, stop, prober.run(stop, session))
+        if not settings.no_kubernetes:
+            jobs["kube-worker"] = lambda: _after(recovered, stop, _kube(ctx, stop))
+        async with asyncio.TaskGroup() as group:
+            for name, job in jobs.items():
+                group.create_task(_guard(name, job, stop), name=name)
+
+
+def _make_tailer(
+    ctx: Context, recovered: asyncio.Event, stack: contextlib.AsyncExitStack
+) -> Tailer:
+    from sidecar.inotify import FileWatcher
+    from sidecar.logfile import LogFile, StdinReader
+
+    settings = ctx.settings
+    source: LogFile | StdinReader
+    if settings.log_file == "-":
+        source = StdinReader(max_line_bytes=settings.log_max_line_bytes)
+        waiter: object = _StdinWaiter(source)
+    else:
+        source = LogFile(settings.log_file, max_line_bytes=settings.log_max_line_bytes)
+        waiter = FileWatcher(
+            settings.log_file, poll_interval_seconds=settings.log_poll_interval_seconds
+        )
+        stack.callback(waiter.close)
+    stack.callback(source.close)
+    ctx.source = source
+    return Tailer(ctx, source, waiter, recovered)  # type: ignore[arg-type]
+
+
+class _StdinWaiter:
+    """Wakes when standard input is readable."""
+
+    def __init__(self, source: object) -> None:
+        self._fd = source.fileno()  # type: ignore[attr-defined]
+
+    async def wait(self, timeout_seconds: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        loop.add_reader(self._fd, readable.set)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(readable.wait(), timeout_seconds)
+        finally:
+            loop.remove_reader(self._fd)
+
+
+async def _after(event: asyncio.Event, stop: asyncio.Event, job: Awaitable[None]) -> None:
+    waiter = asyncio.ensure_future(event.wait())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        stopper.cancel()
+    if stop.is_set():
+        if asyncio.iscoroutine(job):
+            job.close()
+        return
+    await job
+
+
+async def _guard(name: str, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    await job()
+    if not stop.is_set():
+        raise WorkerExitedError(f"{name} finished unexpectedly")
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    from sidecar.probe import make_ssl_context
+
+    return make_ssl_context(
+        ca_file=settings.probe_ca_file, insecure_skip_verify=settings.probe_insecure_skip_verify
+    )
+
+
+async def _kube(ctx: Context, stop: asyncio.Event) -> None:
+    from sidecar.kubesink import CoreSink
+    from sidecar.kubeworker import kube_worker
+
+    await kube_worker(settings=ctx.settings, sink=CoreSink(ctx), clock=ctx.clock, stop=stop)

@@ -1,0 +1,155 @@
+"""Every entry of the labelled real-line corpus, classified by label (golden-file style)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from conftest import load_corpus
+
+from sidecar import analyze
+from sidecar.classify import parse_view
+from sidecar.health import Policy
+from sidecar.rules import builtin_rules
+
+RULES = builtin_rules()
+CORPUS = load_corpus()
+#: corpus label -> the event the sidecar must emit for that record
+EXPECTED_EVENT = {
+    "startup_failed_fatal": "startup_fatal",
+    "runtime_fatal": "runtime_fatal",
+    "startup_complete": "startup_complete",
+    "startup_progress": "startup_progress",
+    "shutdown": "shutdown",
+    "cluster_view": "cluster_view",
+    "cluster_merge": "cluster_view",
+    "node_joined": "node_joined",
+    "node_left": "node_left",
+    "cluster_degraded": "cluster_degraded",
+}
+ALARMING = {"startup_fatal", "runtime_fatal", "cluster_degraded", "shutdown", "db_unavailable"}
+
+
+def run(text: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    out = io.StringIO()
+
+    def emit(event: Any, _verdicts: Any) -> None:
+        out.write(json.dumps(event.to_json()) + "\n")
+
+    result = analyze.analyze(iter([(text + "\n").encode()]), RULES, Policy(), on_event=emit)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    return events, analyze.verdict_json(result.verdicts)["verdict"]  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[e["id"] for e in CORPUS])
+def test_corpus_entry(entry: dict[str, Any]) -> None:
+    events, verdict = run(entry["text"])
+    kinds = [e["event"] for e in events]
+    label = entry["label"]
+    if label in ("benign_error", "cluster_other"):
+        assert not set(kinds) & ALARMING, f"{label} line raised {kinds}"
+        assert verdict["live"] is True
+        return
+    assert EXPECTED_EVENT[label] in kinds, f"{label}: got {kinds}"
+    if label in ("startup_failed_fatal", "runtime_fatal"):
+        fatal = next(e for e in events if e["event"] == EXPECTED_EVENT[label])
+        assert fatal["reason"], "fatal events carry a reason code"
+        assert verdict["started"] is False or label == "runtime_fatal"
+    if label == "cluster_merge":
+        assert next(e for e in events if e["event"] == "cluster_view")["merged"] is True
+
+
+VIEWS = [e for e in CORPUS if e["label"] == "cluster_view"]
+
+
+@pytest.mark.parametrize("entry", VIEWS, ids=[e["id"] for e in VIEWS])
+def test_corpus_view_is_parsed(entry: dict[str, Any]) -> None:
+    view = parse_view(entry["text"])
+    assert view is not None
+    assert view.view_id == entry["expected_view_id"]
+    assert view.coordinator == entry["expected_coordinator"]
+    assert view.size == entry["expected_size"]
+    assert list(view.members) == entry["expected_members"]
+    assert view.channel == entry.get("channel", view.channel) or not view.channel
+
+
+def test_db_unreachable_at_startup_never_kills() -> None:
+    """A database that is down is not Keycloak's fault: ready false, live true."""
+    entry = next(e for e in CORPUS if e["id"] == "kc-093")
+    events, verdict = run(entry["text"])
+    assert [e["reason"] for e in events] == ["db_unreachable"]
+    assert verdict == {"started": False, "live": True, "ready": False,
+                       "reasons": ["not_started", "db_unavailable"]}
+
+
+def test_fatal_block_reason_is_the_specific_cause() -> None:
+    """'Failed to start server' then 'Address already in use': the cause is the port."""
+    entry = next(e for e in CORPUS if e["id"] == "kc-096")
+    events, verdict = run(entry["text"])
+    assert [e["reason"] for e in events] == ["failed_to_start", "port_in_use"]
+    assert verdict["live"] is False
+
+
+def test_wildfly_embedded_preboot_is_not_a_start() -> None:
+    """The jboss/keycloak CLI pre-boot logs WFLYSRV0025 for ~60 services, then stops."""
+    lines = [
+        "16:47:46,656 INFO  [org.jboss.modules] (CLI command executor) JBoss Modules version "
+        "2.0.0.Final",
+        "16:47:50,510 INFO  [org.jboss.as] (Controller Boot Thread) WFLYSRV0025: Keycloak "
+        "16.1.1 (WildFly Core 18.0.4.Final) started in 3455ms - Started 64 of 78 services "
+        "(25 services are lazy, passive or on-demand)",
+        "16:47:51,100 INFO  [org.jboss.as] (MSC service thread 1-3) WFLYSRV0050: Keycloak "
+        "16.1.1 (WildFly Core 18.0.4.Final) stopped in 18ms",
+        "16:47:53,001 INFO  [org.jboss.modules] (main) JBoss Modules version 2.0.0.Final",
+        "16:47:53,422 INFO  [org.jboss.as] (MSC service thread 1-2) WFLYSRV0049: Keycloak "
+        "16.1.1 (WildFly Core 18.0.4.Final) starting",
+    ]
+    events, verdict = run("\n".join(lines))
+    kinds = [(e["event"], e.get("embedded", False)) for e in events]
+    assert ("startup_complete", True) in kinds
+    assert [k for k, _ in kinds].count("boot") == 2
+    assert verdict["started"] is False
+    assert verdict["live"] is True
+
+
+def test_view_printed_several_times_is_one_event() -> None:
+    line = ("10:49:20,313 INFO  [org.infinispan.CLUSTER] (MSC service thread 1-{n}) ISPN000094: "
+            "Received new cluster view for channel ejb: [febdf24633cd|0] (1) [febdf24633cd]")
+    events, _ = run("\n".join(line.format(n=n) for n in range(4, 8)))
+    assert [e["event"] for e in events] == ["cluster_view"]
+
+
+def test_member_names_with_topology_suffix() -> None:
+    body = ("ISPN000094: Received new cluster view for channel ISPN: [kc-0-32308(site-id=k8s, "
+            "rack-id=keycloak, machine-id=node2)|4] (2) [kc-0-32308(site-id=k8s, rack-id="
+            "keycloak, machine-id=node2), kc-1-53028(site-id=k8s, rack-id=keycloak, machine-id="
+            "node1)]")
+    view = parse_view(body)
+    assert view is not None
+    assert view.members == ("kc-0-32308(site-id=k8s, rack-id=keycloak, machine-id=node2)",
+                            "kc-1-53028(site-id=k8s, rack-id=keycloak, machine-id=node1)")
+
+
+def test_merged_view_with_subgroups_and_starting_placeholder() -> None:
+    body = ("ISPN000093: Received new, MERGED cluster view for channel ISPN: MergeView::"
+            "[keycloak-1-10183|5] (3) [keycloak-1-10183, keycloak-0-51234, keycloak-2-9931], "
+            "2 subgroups: [keycloak-1-10183|4] (3) [keycloak-1-10183, keycloak-0-51234, "
+            "keycloak-2-9931], [(starting)|0] (1) [(starting)]")
+    view = parse_view(body)
+    assert view is not None
+    assert (view.view_id, view.size, view.merged) == (5, 3, True)
+    assert view.members[0] == "keycloak-1-10183"
+
+
+@pytest.mark.parametrize("text", [
+    "Failed to create lock table. Maybe other transaction created in the meantime. Retrying...",
+    "Waiting for changelog lock....",
+])
+def test_lock_retries_are_progress_not_fatal(text: str) -> None:
+    line = ("2022-11-01 18:22:29,111 WARN  [org.keycloak.connections.jpa.updater.liquibase.lock."
+            f"CustomLockService] (main) {text}")
+    events, verdict = run(line)
+    assert [e["event"] for e in events] == ["startup_progress"]
+    assert verdict["live"] is True
