@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -73,7 +73,7 @@ def not_available(section: str, metric: str, reason: str, goal: str = "") -> Row
 class Config:
     """What one run measures and where it keeps its data."""
 
-    quick: bool
+    mode: str
     python: str
     data_dir: Path
     out_dir: Path
@@ -83,34 +83,73 @@ class Config:
     latency_trials: int
     wrk_seconds: int
     memory_lines: int
+    hour_records: int
     idle_seconds: int
     cold_starts: int
     replay_bytes: int
     notes: list[str] = field(default_factory=list)
 
 
+class ModeSizes(TypedDict):
+    latency_trials: int
+    wrk_seconds: int
+    memory_lines: int
+    hour_records: int
+    idle_seconds: int
+    cold_starts: int
+    replay_bytes: int
+
+
+#: sizes per mode; "smoke" only proves the harness works (tests), its figures mean nothing
+MODES: dict[str, ModeSizes] = {
+    "full": {
+        "latency_trials": 100,
+        "wrk_seconds": 10,
+        "memory_lines": 10_000_000,
+        "hour_records": 3_600_000,
+        "idle_seconds": 60,
+        "cold_starts": 20,
+        "replay_bytes": 100_000_000,
+    },
+    "quick": {
+        "latency_trials": 20,
+        "wrk_seconds": 3,
+        "memory_lines": 1_000_000,
+        "hour_records": 360_000,
+        "idle_seconds": 10,
+        "cold_starts": 5,
+        "replay_bytes": 10_000_000,
+    },
+    "smoke": {
+        "latency_trials": 3,
+        "wrk_seconds": 1,
+        "memory_lines": 20_000,
+        "hour_records": 4 * 8192,
+        "idle_seconds": 2,
+        "cold_starts": 2,
+        "replay_bytes": 1_000_000,
+    },
+}
+THROUGHPUT_SIZES = {"full": (1_000_000, 10_000_000), "quick": (200_000,), "smoke": (5_000,)}
+
+
 def make_config(args: argparse.Namespace) -> Config:
-    quick = bool(args.quick)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     venv_python = REPO / ".venv" / "bin" / "python"
     python = str(venv_python) if venv_python.exists() else sys.executable
     sidecar = shlex.split(args.sidecar) if args.sidecar else [python, "-m", "sidecar"]
     shown = args.sidecar or ".venv/bin/python -m sidecar"
     data_dir = Path(args.data_dir or Path(tempfile.gettempdir()) / "keycloak-sidecar-bench")
-    sizes = (200_000,) if quick else (1_000_000, 10_000_000)
+    sizes = tuple(args.lines) if args.lines else THROUGHPUT_SIZES[mode]
     return Config(
-        quick=quick,
+        mode=mode,
         python=python,
         data_dir=data_dir,
         out_dir=Path(args.out_dir),
         sidecar=sidecar,
         sidecar_shown=shown,
-        throughput_sizes=tuple(args.lines) if args.lines else sizes,
-        latency_trials=20 if quick else 100,
-        wrk_seconds=3 if quick else 10,
-        memory_lines=1_000_000 if quick else 10_000_000,
-        idle_seconds=10 if quick else 60,
-        cold_starts=5 if quick else 20,
-        replay_bytes=10_000_000 if quick else 100_000_000,
+        throughput_sizes=sizes,
+        **MODES[mode],
     )
 
 
@@ -150,6 +189,9 @@ class Processes:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.pid, signal.SIGKILL)
                 child.wait(timeout=5)
+        # whatever the leader left behind in its group goes too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
         if child in self.children:
             self.children.remove(child)
 
@@ -175,15 +217,33 @@ def http_get(port: int, path: str, timeout_seconds: float = 2.0) -> tuple[int, b
         conn.close()
 
 
-def wait_http(port: int, path: str, timeout_seconds: float, interval_seconds: float = 0.005) -> int:
-    """Poll until the server answers anything; returns the status (raises on timeout)."""
+def wait_http(
+    port: int,
+    path: str,
+    timeout_seconds: float,
+    interval_seconds: float = 0.005,
+    child: subprocess.Popen[bytes] | None = None,
+) -> int:
+    """Poll until the server answers anything; returns the status.
+
+    Raises ``TimeoutError`` on timeout and ``RuntimeError`` at once if ``child`` exits.
+    """
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         try:
             return http_get(port, path, 1.0)[0]
         except OSError:
+            if child is not None and child.poll() is not None:
+                raise RuntimeError(f"exited with rc {child.returncode} before answering") from None
             time.sleep(interval_seconds)
     raise TimeoutError(f"no answer on 127.0.0.1:{port}{path} within {timeout_seconds:g} s")
+
+
+def stderr_tail(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        lines = path.read_text(errors="replace").strip().splitlines()
+        return lines[-1][:100] if lines else ""
+    return ""
 
 
 def read_status(port: int) -> dict[str, Any] | None:
@@ -252,12 +312,15 @@ def daemon_shown(cfg: Config) -> str:
 def start_daemon(cfg: Config, procs: Processes, log_file: Path, tag: str) -> Daemon:
     port = free_port()
     argv = daemon_argv(cfg, log_file, port)
-    child = procs.start(argv, cfg.out_dir / f"daemon-{tag}.stderr")
+    stderr_path = cfg.out_dir / f"daemon-{tag}.stderr"
+    stderr_path.unlink(missing_ok=True)
+    child = procs.start(argv, stderr_path)
     try:
-        wait_http(port, "/livez", 20.0)
-    except TimeoutError:
+        wait_http(port, "/livez", 20.0, child=child)
+    except (TimeoutError, RuntimeError) as exc:
         procs.stop(child)
-        raise TimeoutError(f"daemon did not answer /livez (see out/daemon-{tag}.stderr)") from None
+        tail = stderr_tail(stderr_path)
+        raise RuntimeError(f"daemon {exc}: {tail or 'no stderr'}") from None
     return Daemon(child, port, log_file, argv)
 
 
@@ -769,7 +832,10 @@ def measure_endpoint(
         rows.append(wrk_row("bare aiohttp /livez, alone", bare, "(ceiling)", bare_cmd + shown))
         if sidecar_reason:
             return [*rows, not_available("Endpoint cost", "sidecar /livez", sidecar_reason)]
-        daemon = start_daemon(cfg, procs, path, "endpoint")
+        try:
+            daemon = start_daemon(cfg, procs, path, "endpoint")
+        except RuntimeError as exc:
+            return [*rows, not_available("Endpoint cost", "sidecar /livez", str(exc))]
         alone, shown = run_wrk(daemon.port, cfg.wrk_seconds)
         rows.append(wrk_row("sidecar /livez, alone", alone, "", f"{daemon_shown(cfg)}; {shown}"))
         share = alone.requests_per_second / bare.requests_per_second
@@ -825,15 +891,18 @@ def count_lines(path: Path) -> int:
 
 
 def hour_stream(cfg: Config) -> genlog.LogGenerator:
-    """One simulated hour at 1,000 records/s: a boot every 400k records, a view every 2k."""
+    """A simulated hour at 1,000 records/s (scaled down in quick mode): 9 boots, 1,800 views."""
     return genlog.LogGenerator(
-        seed=23, records_per_second=1000, boot_every_records=400_000, view_change_every_records=2000
+        seed=23,
+        records_per_second=1000,
+        boot_every_records=max(1, cfg.hour_records // 9),
+        view_change_every_records=max(1, cfg.hour_records // 1800),
     )
 
 
 def feed_hour(cfg: Config, daemon: Daemon, total_lines: int) -> tuple[list[float], int]:
     """Append the hour in quarters; returns VmRSS after each quarter and the lines fed."""
-    records = 3_600_000 // (10 if cfg.quick else 1)
+    records = cfg.hour_records
     gen = hour_stream(cfg)
     samples: list[float] = []
     for _ in range(4):
@@ -892,14 +961,14 @@ def measure_memory(cfg: Config, procs: Processes) -> list[Row]:
         rss, hwm = rss_mib(daemon.child.pid)
         series = " / ".join(f"{s:.1f}" for s in samples)
         growth = samples[-1] - samples[0]
-        hour = "1 h" if not cfg.quick else "6 min"
+        hour = f"{cfg.hour_records / 3_600_000:.2g} h"
         rows.append(
             Row(
                 "Memory",
                 f"after {hour} of time-compressed operation (quarters)",
                 f"RSS {series} MiB (peak {hwm:.1f}); growth {growth:+.1f} MiB",
                 "flat, < 50 MiB",
-                f"{shown}; genlog hour stream: 1,000 rec/s, boot every 400k, view every 2k",
+                f"{shown}; genlog hour stream: 1,000 rec/s, 9 boots, 1,800 views",
             )
         )
     finally:
@@ -954,7 +1023,7 @@ def measure_cold_start(cfg: Config, procs: Processes) -> list[Row]:
         started = time.perf_counter()
         child = procs.start(daemon_argv(cfg, path, port), cfg.out_dir / "daemon-cold.stderr")
         try:
-            wait_http(port, "/livez", 20.0, interval_seconds=0.002)
+            wait_http(port, "/livez", 20.0, interval_seconds=0.002, child=child)
             samples.append(time.perf_counter() - started)
         finally:
             procs.stop(child)
@@ -979,7 +1048,7 @@ def measure_replay(cfg: Config, procs: Processes) -> list[Row]:
     started = time.perf_counter()
     child = procs.start(daemon_argv(cfg, path, port), cfg.out_dir / "daemon-replay.stderr")
     try:
-        wait_http(port, "/livez", 30.0, interval_seconds=0.002)
+        wait_http(port, "/livez", 30.0, interval_seconds=0.002, child=child)
         first_answer = time.perf_counter() - started
         how = "/status log.caught_up"
         caught_up = None
@@ -1044,7 +1113,7 @@ def escape_cell(text: str) -> str:
 
 
 def render(cfg: Config, rows: list[Row], facts: list[str], elapsed_seconds: float) -> str:
-    mode = "quick" if cfg.quick else "full"
+    mode = cfg.mode
     out = [f"# keycloak-sidecar benchmarks ({mode} mode)", ""]
     out += [f"- {fact}" for fact in facts]
     out += [
@@ -1099,6 +1168,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="CI mode: small inputs, < 3 minutes")
     p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs for the test suite only "
+        "(proves the harness runs; the figures mean nothing)",
+    )
+    p.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}"
     )
     p.add_argument("--lines", type=int, action="append", help="throughput sizes (repeatable)")
@@ -1126,7 +1201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = make_config(args)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    budget = args.budget_seconds or (170.0 if cfg.quick else 1500.0)
+    budget = args.budget_seconds or (1500.0 if cfg.mode == "full" else 170.0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tools = check_tools()
     started = time.monotonic()

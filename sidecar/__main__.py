@@ -70,9 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.command == "analyze" and args.analyze_rules_file:
             settings = _with_rules(settings, args.analyze_rules_file)
-        problems = check_files(settings)
-        if problems:
-            raise ConfigError(problems)
+        _check_files(settings)
         rules = _rules(settings)
     except ConfigError as error:
         sys.stderr.write(f"keycloak-sidecar: {error}\n")
@@ -95,12 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=sys.stdout,
         )
     if args.command == "demo":
-        from sidecar import demo
+        from sidecar.demo import run as run_demo
 
-        return demo.run(listen=args.demo_listen, speed=args.speed, keep_serving=args.keep_serving)
-    from sidecar import runtime
+        return run_demo(listen=args.demo_listen, speed=args.speed, keep_serving=args.keep_serving)
+    from sidecar.runtime import main as run_daemon
 
-    return runtime.main(settings, rules)
+    return run_daemon(settings, rules)
+
+
+def _check_files(settings: Settings) -> None:
+    problems = check_files(settings)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _with_rules(settings: Settings, path: str) -> Settings:

@@ -21,8 +21,8 @@ from typing import TextIO
 
 import aiohttp
 
-from sidecar.runtime import Daemon, serve
 from sidecar.rules import builtin_rules
+from sidecar.runtime import Daemon, serve
 from sidecar.settings import load_settings, parse_listen
 
 REPLICAS = {"A": "keycloak-controller-559a8", "B": "keycloak-controller-zorqg"}
@@ -96,7 +96,9 @@ async def _get(session: aiohttp.ClientSession, port: int, endpoint: str) -> tupl
             body = await response.json()
             reasons = ",".join(
                 f"{c['reason']}{':' + c['detail'] if c.get('detail') else ''}"
-                for c in body.get("checks", []) if not c.get("ok"))
+                for c in body.get("checks", [])
+                if not c.get("ok")
+            )
             return response.status, reasons
     except (aiohttp.ClientError, ValueError):
         return 0, "no answer"
@@ -104,7 +106,8 @@ async def _get(session: aiohttp.ClientSession, port: int, endpoint: str) -> tupl
 
 def _append(path: str, text: str) -> None:
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(text + "\n")
+        if text:
+            handle.write(text + "\n")
 
 
 async def _run(listen: str, speed: float, keep_serving: bool, out: TextIO) -> None:
@@ -112,30 +115,52 @@ async def _run(listen: str, speed: float, keep_serving: bool, out: TextIO) -> No
     demo = Demo(out, speed)
     with tempfile.TemporaryDirectory(prefix="keycloak-sidecar-demo-") as folder:
         files = {r: os.path.join(folder, f"{name}.log") for r, name in REPLICAS.items()}
+        for path in files.values():
+            _append(path, "")
         daemons: list[Daemon] = []
-        base = load_settings({}, {"SIDECAR_KEYCLOAK_URL": "", "SIDECAR_NO_KUBERNETES": "true",
-                                  "SIDECAR_LOG_LEVEL": "warning"})
+        base = load_settings(
+            {},
+            {
+                "SIDECAR_KEYCLOAK_URL": "",
+                "SIDECAR_NO_KUBERNETES": "true",
+                "SIDECAR_LOG_LEVEL": "warning",
+            },
+        )
         ports = {"A": port, "B": port + 1}
         tasks = []
         for replica in REPLICAS:
-            settings = dataclasses.replace(base, log_file=files[replica],
-                                           listen=(host, ports[replica]))
-            tasks.append(asyncio.create_task(
-                serve(settings, builtin_rules(), daemon_out=daemons), name=f"sidecar-{replica}"))
+            settings = dataclasses.replace(
+                base, log_file=files[replica], listen=(host, ports[replica])
+            )
+            tasks.append(
+                asyncio.create_task(
+                    serve(settings, builtin_rules(), daemon_out=daemons), name=f"sidecar-{replica}"
+                )
+            )
         while len(daemons) < len(REPLICAS) or not all(d.ready.is_set() for d in daemons):
             if any(t.done() for t in tasks):
                 await asyncio.gather(*tasks)
             await asyncio.sleep(0.01)
-        demo.say(f"sidecar for {REPLICAS['A']} on http://{host}:{ports['A']}/  "
-                 f"sidecar for {REPLICAS['B']} on http://{host}:{ports['B']}/")
-        demo.say("try: curl -s localhost:%d/readyz?verbose  (Ctrl-C to stop)" % ports["B"])
+        demo.say(
+            "replaying CONTEXT.md's story: two Keycloak replicas start against one empty "
+            "database; one loses the Liquibase race"
+        )
+        demo.say(
+            f"sidecar for {REPLICAS['A']} on http://{host}:{ports['A']}/  "
+            f"sidecar for {REPLICAS['B']} on http://{host}:{ports['B']}/"
+        )
+        demo.say(f"try: curl -s localhost:{ports['B']}/readyz?verbose  (Ctrl-C to stop)")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            watchers = [asyncio.create_task(demo.watch(session, r, ports[r]), name=f"watch-{r}")
-                        for r in REPLICAS]
+            watchers = [
+                asyncio.create_task(demo.watch(session, r, ports[r]), name=f"watch-{r}")
+                for r in REPLICAS
+            ]
             try:
                 await demo.play(load_story(), files)
-                demo.say("replay finished: both replicas started, in one cluster, ready; "
-                         f"restarts: {demo.restarts}")
+                demo.say(
+                    "replay finished: both replicas started, in one cluster, ready; "
+                    f"restarts: {demo.restarts}"
+                )
                 if keep_serving:
                     await asyncio.Event().wait()
             finally:

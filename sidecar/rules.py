@@ -526,6 +526,7 @@ def longest_literal(pattern: str) -> str:
             escaped = pattern[index + 1]
             index += 2
             if escaped.isalnum():
+                best = max(best, "".join(current), key=len)
                 current = []
             else:
                 current.append(escaped)

@@ -19,6 +19,7 @@ from sidecar.clock import Clock, SystemClock
 from sidecar.context import Context
 from sidecar.health import Policy, TransitionTracker
 from sidecar.pipeline import Pipeline
+from sidecar.probe import ProbeResult
 from sidecar.rules import Rule
 from sidecar.settings import Settings
 from sidecar.state import MonitorState
@@ -119,7 +120,7 @@ async def serve(
             },
         )
         ready.set()
-        await _run_workers(ctx, stop, lambda r: observe_probe(metrics, r))
+        await _run_workers(ctx, stop, lambda result: observe_probe(metrics, result))
     finally:
         await runner.cleanup()
         log.info("Stopped")
@@ -133,7 +134,7 @@ def _bound_port(runner: web.AppRunner) -> int | None:
 
 
 async def _run_workers(
-    ctx: Context, stop: asyncio.Event, record_probe: Callable[[object], None]
+    ctx: Context, stop: asyncio.Event, record_probe: Callable[[ProbeResult], None]
 ) -> None:
     recovered = asyncio.Event()
     settings = ctx.settings

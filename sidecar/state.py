@@ -134,9 +134,17 @@ class MonitorState:
         recorded: list[LogEvent] = []
         decision = self._boot_decision(event) if event.boot_marker else ""
         if decision:
-            recorded.append(LogEvent(EventKind.BOOT, reason="marker", line=event.line,
-                                     timestamp=event.timestamp, code=event.code,
-                                     rule=event.rule, embedded=event.embedded))
+            recorded.append(
+                LogEvent(
+                    EventKind.BOOT,
+                    reason="marker",
+                    line=event.line,
+                    timestamp=event.timestamp,
+                    code=event.code,
+                    rule=event.rule,
+                    embedded=event.embedded,
+                )
+            )
             if decision == "new":
                 self._begin_boot(now, "log", named=True)
             else:

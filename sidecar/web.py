@@ -113,9 +113,7 @@ async def _verdict(endpoint: _Endpoint, request: web.Request) -> web.Response:
     if "verbose" in request.query:
         text = _verbose_text(ctx, verdict, request.path.removeprefix("/"))
         return web.Response(status=status, text=text, content_type=TEXT_CONTENT_TYPE)
-    body = _verdict_json(ctx, verdict, endpoint.tracker_name)
-    body = {"status": body.pop("status"), "verdict": endpoint.verdict, **body}
-    return web.json_response(body, status=status)
+    return web.json_response(_verdict_json(ctx, verdict, endpoint), status=status)
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -137,12 +135,13 @@ def _wall(ctx: Context, moment: float | None) -> str | None:
     return rfc3339(ctx.to_wall(moment))
 
 
-def _verdict_json(ctx: Context, verdict: Verdict, tracker_name: str) -> dict[str, Any]:
+def _verdict_json(ctx: Context, verdict: Verdict, endpoint: _Endpoint) -> dict[str, Any]:
     since = verdict.since if not verdict.ok else None
     if since is None:
-        since = ctx.tracker.since(tracker_name)
+        since = ctx.tracker.since(endpoint.tracker_name)
     return {
         "status": "ok" if verdict.ok else "failing",
+        "verdict": endpoint.verdict,
         "reasons": list(verdict.reasons),
         "since": _wall(ctx, since),
         "checks": [_check_json(ctx, check) for check in verdict.checks],
@@ -187,7 +186,7 @@ def status_document(ctx: Context) -> dict[str, Any]:
         "verdicts": {
             endpoint.verdict: {
                 "ok": endpoint.select(verdicts).ok,
-                **_verdict_json(ctx, endpoint.select(verdicts), endpoint.tracker_name),
+                **_verdict_json(ctx, endpoint.select(verdicts), endpoint),
             }
             for endpoint in _STATUS_VERDICTS
         },

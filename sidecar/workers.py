@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Protocol
 
 import aiohttp
@@ -141,7 +142,10 @@ class Prober:
     """Probes every configured Keycloak target on its own schedule; results are cached."""
 
     def __init__(
-        self, ctx: Context, record_metrics: object, ssl_context: ssl.SSLContext | None
+        self,
+        ctx: Context,
+        record_metrics: Callable[[ProbeResult], None],
+        ssl_context: ssl.SSLContext | None,
     ) -> None:
         self._ctx = ctx
         self._record_metrics = record_metrics
@@ -173,8 +177,7 @@ class Prober:
 
     def _record(self, result: ProbeResult) -> None:
         self._ctx.state.record_probe(result, result.observed_at)
-        if callable(self._record_metrics):
-            self._record_metrics(result)
+        self._record_metrics(result)
         previous = self._last_ok.get(result.target)
         if previous != result.ok:
             self._last_ok[result.target] = result.ok

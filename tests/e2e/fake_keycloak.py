@@ -129,8 +129,13 @@ class Keycloak:
     endpoints: dict[str, str] = field(
         default_factory=lambda: dict.fromkeys(("started", "live", "ready", "realm"), "down")
     )
+    jgroups: Path | None = None
+    templates: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     servers: list[asyncio.Server] = field(default_factory=list)
+    view: tuple[str, ...] = ()
+    view_id: int = -1
+    cluster_task: asyncio.Task[None] | None = None
 
     def log(self, text: str) -> None:
         line = restamp(render(text, self.pod, self.era), datetime.now(UTC).astimezone())
@@ -160,9 +165,68 @@ class Keycloak:
             self.changed = asyncio.Event()
         if "listen" in step:
             await (self.open() if step["listen"] else self.close())
+        if step.get("cluster") == "join":
+            self.join_cluster()
+        if step.get("cluster") == "leave":
+            self.leave_cluster()
         if "exit" in step:
             return int(step["exit"])
         return None
+
+    # ------------------------------------------------------------- JGroups, emulated
+    # Every member of the scenario's cluster is a file <jgroups>/<pod> holding its member
+    # name and join time.  A file <jgroups>/<pod>.isolated (written by the harness) cuts
+    # that member off: it sees only itself, the others no longer see it.  Each process
+    # logs a real-looking view line whenever the membership it can see changes.
+
+    def join_cluster(self) -> None:
+        assert self.jgroups is not None, "E2E_JGROUPS is not set"
+        member = {"member": member_name(self.pod, self.era), "joined_ns": time.time_ns()}
+        (self.jgroups / self.pod).write_text(json.dumps(member), encoding="utf-8")
+        self.cluster_task = asyncio.get_running_loop().create_task(
+            self.watch_cluster(), name="jgroups"
+        )
+
+    def leave_cluster(self) -> None:
+        if self.cluster_task is not None:
+            self.cluster_task.cancel()
+            self.cluster_task = None
+        if self.jgroups is not None:
+            (self.jgroups / self.pod).unlink(missing_ok=True)
+
+    def visible_members(self) -> tuple[str, ...]:
+        assert self.jgroups is not None
+        if (self.jgroups / f"{self.pod}.isolated").exists():
+            return (member_name(self.pod, self.era),)
+        members: list[tuple[int, str]] = []
+        for path in self.jgroups.iterdir():
+            if "." in path.name or (self.jgroups / f"{path.name}.isolated").exists():
+                continue
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                entry = json.loads(path.read_text(encoding="utf-8"))
+                members.append((int(entry["joined_ns"]), str(entry["member"])))
+        return tuple(name for _, name in sorted(members))
+
+    async def watch_cluster(self) -> None:
+        while True:
+            members = self.visible_members()
+            if members and members != self.view:
+                self.log_view(members)
+            await asyncio.sleep(CONTROL_POLL_SECONDS)
+
+    def log_view(self, members: tuple[str, ...]) -> None:
+        previous, self.view = self.view, members
+        if self.view_id < 0 and len(members) == 1 and "alone_line" in self.templates:
+            self.log(self.templates["alone_line"])
+        self.view_id = self.view_id + 1 if self.view_id >= 0 else (0 if len(members) == 1 else 1)
+        view = f"[{members[0]}|{self.view_id}] ({len(members)}) [{', '.join(members)}]"
+        self.log(self.templates["view_line"].replace("{view}", view))
+        for node in members:
+            if previous and node not in previous and "joined_line" in self.templates:
+                self.log(self.templates["joined_line"].replace("{node}", node))
+        for node in previous:
+            if node not in members and "left_line" in self.templates:
+                self.log(self.templates["left_line"].replace("{node}", node))
 
     async def open(self) -> None:
         if self.servers:
@@ -222,6 +286,8 @@ async def main() -> int:
         log_path=Path(env["E2E_LOG_FILE"]),
         scale=float(env.get("E2E_SCALE", "1")),
         ports={k: int(v) for k, v in json.loads(env.get("E2E_PORTS", "{}")).items()},
+        jgroups=Path(env["E2E_JGROUPS"]) if env.get("E2E_JGROUPS") else None,
+        templates=script.get("cluster", {}),
     )
     keycloak.log_path.parent.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
@@ -240,10 +306,10 @@ async def main() -> int:
         await stopper  # no exit step: the JVM keeps running (broken or not) until killed
         for line in _SHUTDOWN[script["era"]]:
             keycloak.log(line)
-            time.sleep(0.01)
         code = 0
     for task in (control, player, stopper):
         task.cancel()
+    keycloak.leave_cluster()
     await keycloak.close()
     return code
 

@@ -1,0 +1,226 @@
+"""The rendered manifests, read the way the kubelet reads them, and rewritten to run locally.
+
+``render(variant)`` runs ``kubectl kustomize`` on ``k8s/`` (or on a temporary
+kustomization that applies one of ``k8s/examples/*-patch.yaml`` to it) and returns the
+Keycloak StatefulSet's pod template as a ``PodTemplate``.  ``localize`` turns it into one
+``LocalPod`` per replica, changing only what cannot be the same on one machine:
+
+* ports: every ``containerPort`` (and the probes' ports) -> a free local port, per pod;
+* host: ``0.0.0.0``/``127.0.0.1``/``localhost`` in args and env -> ``127.0.0.1``;
+* paths: a volume's ``mountPath`` in args and env -> that volume's directory for the pod;
+* downward API: ``metadata.name``/``metadata.namespace``/``status.podIP`` -> the pod's values;
+* ``KUBECONFIG`` -> the API double's kubeconfig (what in-cluster config is in a real pod).
+
+Secrets and ConfigMaps referenced by ``valueFrom``/``envFrom`` are left out: nothing that
+runs here reads them.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+Json = dict[str, Any]
+_LOCAL_HOSTS = re.compile(r"(?<![\w.])(?:0\.0\.0\.0|127\.0\.0\.1|localhost)(?=:\d)")
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One probe, with Kubernetes' defaults filled in (seconds as in the manifest)."""
+
+    kind: str  # startup, liveness, readiness
+    path: str
+    port: int  # container port (named ports resolved)
+    period_seconds: float = 10.0
+    timeout_seconds: float = 1.0
+    initial_delay_seconds: float = 0.0
+    failure_threshold: int = 3
+    success_threshold: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    name: str
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]  # literal values and downward-API markers "<fieldRef:...>"
+    ports: tuple[int, ...]
+    mounts: tuple[tuple[str, str], ...]  # (volume name, mountPath)
+    probes: tuple[Probe, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PodTemplate:
+    statefulset: str
+    namespace: str
+    replicas: int
+    labels: dict[str, str]
+    termination_grace_seconds: float
+    containers: tuple[Container, ...]
+
+    def container(self, name: str) -> Container:
+        return next(c for c in self.containers if c.name == name)
+
+
+@dataclass
+class LocalContainer:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    probes: tuple[Probe, ...]
+    mounts: dict[str, Path]  # mountPath -> local directory
+
+
+@dataclass
+class LocalPod:
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    directory: Path
+    ports: dict[int, int]  # container port -> local port
+    containers: dict[str, LocalContainer] = field(default_factory=dict)
+
+    def local_port(self, container_port: int) -> int:
+        return self.ports[container_port]
+
+
+def render(variant: str = "", replicas: int | None = None) -> PodTemplate:
+    """The Keycloak pod template of ``kubectl kustomize k8s/`` (+ an example patch)."""
+    with tempfile.TemporaryDirectory(prefix="e2e-kustomize-") as scratch:
+        target = K8S
+        if variant:
+            target = Path(scratch)
+            shutil.copy(K8S / "examples" / f"{variant}-patch.yaml", target / "patch.yaml")
+            (target / "kustomization.yaml").write_text(
+                yaml.safe_dump(
+                    {
+                        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                        "kind": "Kustomization",
+                        "resources": [str(K8S)],
+                        "patches": [
+                            {"path": "patch.yaml", "target": {"kind": "StatefulSet"}},
+                        ],
+                    }
+                ),
+                encoding="utf-8",
+            )
+        output = subprocess.run(
+            ["kubectl", "kustomize", str(target)],  # noqa: S607 - the tool under test
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    documents = [d for d in yaml.safe_load_all(output) if d]
+    statefulset = next(d for d in documents if d["kind"] == "StatefulSet")
+    return _template(statefulset, replicas)
+
+
+def _template(statefulset: Json, replicas: int | None) -> PodTemplate:
+    spec = statefulset["spec"]
+    pod = spec["template"]
+    return PodTemplate(
+        statefulset=statefulset["metadata"]["name"],
+        namespace=statefulset["metadata"].get("namespace", "default"),
+        replicas=replicas if replicas is not None else int(spec.get("replicas", 1)),
+        labels=dict(pod["metadata"].get("labels", {})),
+        termination_grace_seconds=float(pod["spec"].get("terminationGracePeriodSeconds", 30)),
+        containers=tuple(_container(c) for c in pod["spec"]["containers"]),
+    )
+
+
+def _container(raw: Json) -> Container:
+    named_ports = {p["name"]: int(p["containerPort"]) for p in raw.get("ports", []) if "name" in p}
+    probes = []
+    for kind in ("startup", "liveness", "readiness"):
+        spec = raw.get(f"{kind}Probe")
+        if spec is None:
+            continue
+        port = spec["httpGet"]["port"]
+        probes.append(
+            Probe(
+                kind=kind,
+                path=spec["httpGet"].get("path", "/"),
+                port=named_ports[port] if isinstance(port, str) else int(port),
+                period_seconds=float(spec.get("periodSeconds", 10)),
+                timeout_seconds=float(spec.get("timeoutSeconds", 1)),
+                initial_delay_seconds=float(spec.get("initialDelaySeconds", 0)),
+                failure_threshold=int(spec.get("failureThreshold", 3)),
+                success_threshold=int(spec.get("successThreshold", 1)),
+            )
+        )
+    env = []
+    for entry in raw.get("env", []):
+        if "value" in entry:
+            env.append((entry["name"], str(entry["value"])))
+        elif "fieldRef" in entry.get("valueFrom", {}):
+            env.append((entry["name"], f"<fieldRef:{entry['valueFrom']['fieldRef']['fieldPath']}>"))
+    return Container(
+        name=raw["name"],
+        args=tuple(str(a) for a in raw.get("args", [])),
+        env=tuple(env),
+        ports=tuple(int(p["containerPort"]) for p in raw.get("ports", [])),
+        mounts=tuple((m["name"], m["mountPath"]) for m in raw.get("volumeMounts", [])),
+        probes=tuple(probes),
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def localize(template: PodTemplate, ordinal: int, root: Path, kubeconfig: Path) -> LocalPod:
+    """One replica of the template, rewritten to run on this machine (module docstring)."""
+    name = f"{template.statefulset}-{ordinal}"
+    directory = root / name
+    all_ports = {p for c in template.containers for p in c.ports}
+    all_ports |= {probe.port for c in template.containers for probe in c.probes}
+    pod = LocalPod(
+        name=name,
+        namespace=template.namespace,
+        labels=dict(template.labels),
+        directory=directory,
+        ports={port: free_port() for port in sorted(all_ports)},
+    )
+    fields = {"metadata.name": name, "metadata.namespace": template.namespace}
+    fields["status.podIP"] = "127.0.0.1"
+    for container in template.containers:
+        mounts = {path: directory / "volumes" / volume for volume, path in container.mounts}
+        for local in mounts.values():
+            local.mkdir(parents=True, exist_ok=True)
+
+        def rewrite(text: str, mounts: dict[str, Path] = mounts) -> str:
+            text = _LOCAL_HOSTS.sub("127.0.0.1", text)
+            text = re.sub(
+                r"127\.0\.0\.1:(\d+)",
+                lambda m: f"127.0.0.1:{pod.ports.get(int(m.group(1)), int(m.group(1)))}",
+                text,
+            )
+            for mount_path, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+                text = text.replace(mount_path, str(local))
+            return text
+
+        env = {}
+        for key, value in container.env:
+            ref = re.fullmatch(r"<fieldRef:(.+)>", value)
+            env[key] = fields.get(ref.group(1), "") if ref else rewrite(value)
+        env["KUBECONFIG"] = str(kubeconfig)
+        pod.containers[container.name] = LocalContainer(
+            name=container.name,
+            args=[rewrite(arg) for arg in container.args],
+            env=env,
+            probes=container.probes,
+            mounts=mounts,
+        )
+    return pod

@@ -1,0 +1,180 @@
+"""Framing and time handling of the pipeline, on real lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sidecar.events import EventKind, LogEvent
+from sidecar.pipeline import Pipeline
+from sidecar.rules import builtin_rules
+from sidecar.state import MonitorState
+
+LIQUIBASE = ("2015-04-02T09:26:37.124344660Z 09:26:37,074 ERROR [org.keycloak.connections.jpa."
+             "updater.liquibase.LiquibaseJpaUpdaterProvider] (MSC service thread 1-1) Change Set "
+             "META-INF/jpa-changelog-1.1.0.Final.xml::1.1.0.Final::sthorger@redhat.com failed.  "
+             "Error: Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME COLUMN TIME TO "
+             "EVENT_TIME: ERROR: column \"time\" does not exist: liquibase.exception."
+             "DatabaseException: Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME "
+             "COLUMN TIME TO EVENT_TIME: ERROR: column \"time\" does not exist")
+VIEW = ("2015-04-02T09:26:18.683827888Z 09:26:18,678 INFO  [org.infinispan.remoting.transport."
+        "jgroups.JGroupsTransport] (Incoming-1,shared=udp) ISPN000094: Received new cluster "
+        "view: [keycloak-controller-559a8/keycloak|1] (2) [keycloak-controller-559a8/keycloak, "
+        "keycloak-controller-zorqg/keycloak]")
+STARTED = ("2024-12-07 17:52:23,717 INFO  [io.quarkus] (main) Keycloak 26.0.7 on JVM (powered by "
+           "Quarkus 3.15.1) started in 39.709s. Listening on: http://0.0.0.0:8080. Management "
+           "interface listening on http://0.0.0.0:9000.")
+UNCAUGHT_OOM = [
+    "2024-02-22 09:21:04,177 ERROR [org.keycloak.services.error.KeycloakErrorHandler] "
+    "(executor-thread-3191) Uncaught server error: java.lang.RuntimeException: boom",
+    "\tat org.keycloak.services.Foo.bar(Foo.java:10)",
+    "Caused by: java.lang.OutOfMemoryError: Java heap space",
+    "\t... 12 more",
+]
+INFO = "2024-12-07 17:52:24,001 INFO  [org.hibernate.Foo] (executor-thread-1) nothing to see"
+
+
+def pipeline() -> tuple[Pipeline, MonitorState]:
+    state = MonitorState(0.0)
+    return Pipeline(builtin_rules(), state), state
+
+
+def feed_all(lines: list[str], *, split_at: int | None = None) -> list[LogEvent]:
+    pipe, _ = pipeline()
+    data = ("\n".join(lines) + "\n").encode()
+    chunks = [data] if split_at is None else [data[:split_at], data[split_at:]]
+    events: list[LogEvent] = []
+    for chunk in chunks:
+        events += pipe.feed(chunk, 1.0)
+    return events + pipe.flush(1.0)
+
+
+def test_the_two_story_lines() -> None:
+    events = feed_all([VIEW, LIQUIBASE])
+    assert [(e.kind, e.line) for e in events] == [(EventKind.CLUSTER_VIEW, 1),
+                                                   (EventKind.STARTUP_FATAL, 2)]
+    assert events[1].reason == "liquibase"
+    assert events[0].view is not None and events[0].view.size == 2
+
+
+def test_cause_in_a_continuation_line_joins_its_record() -> None:
+    """The OutOfMemoryError sits in a 'Caused by:' line; the record starts at the header."""
+    events = feed_all([STARTED, *UNCAUGHT_OOM, INFO])
+    runtime = [e for e in events if e.kind is EventKind.RUNTIME_FATAL]
+    assert len(runtime) == 1 and runtime[0].line == 2
+
+
+@pytest.mark.parametrize("cut", [10, 200, 260, 300])
+def test_a_record_split_across_reads_is_classified_once(cut: int) -> None:
+    events = feed_all([STARTED, *UNCAUGHT_OOM, INFO], split_at=len(STARTED) + cut)
+    assert [e.kind for e in events].count(EventKind.RUNTIME_FATAL) == 1
+
+
+def test_last_record_waits_for_flush() -> None:
+    pipe, _ = pipeline()
+    assert pipe.feed((LIQUIBASE + "\n").encode(), 1.0) == []
+    assert pipe.has_pending
+    assert [e.kind for e in pipe.flush(1.0)] == [EventKind.STARTUP_FATAL]
+
+
+def test_line_numbers_count_every_line() -> None:
+    lines = [INFO] * 1000 + [LIQUIBASE] + [INFO] * 10
+    events = feed_all(lines, split_at=50_000)
+    assert [e.line for e in events] == [1001]
+
+
+def test_runtime_mode_still_sees_runtime_events_after_start() -> None:
+    lines = [STARTED, *[INFO] * 5000, VIEW, *[INFO] * 5, *UNCAUGHT_OOM]
+    events = feed_all(lines)
+    assert [e.kind for e in events] == [EventKind.STARTUP_COMPLETE, EventKind.CLUSTER_VIEW,
+                                        EventKind.RUNTIME_FATAL]
+
+
+def test_broken_bytes_never_crash() -> None:
+    pipe, _ = pipeline()
+    junk = b"\xff\xfe\x00ISPN\x00\x80 ERROR [x] (y) \xc3\x28 Failed to start server\n"
+    events = pipe.feed(junk * 3 + (LIQUIBASE + "\n").encode(), 1.0) + pipe.flush(1.0)
+    assert EventKind.STARTUP_FATAL in [e.kind for e in events]
+
+
+def test_log_time_mode_uses_the_log_timestamps() -> None:
+    pipe, state = pipeline()
+    pipe.feed(f"{STARTED}\n{INFO}\n".encode())
+    pipe.flush()
+    assert state.boot.complete_at == pytest.approx(1733593943.717)
+
+
+def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sidecar", *args], input=stdin,
+                          capture_output=True, check=False, timeout=60,
+                          text=stdin is None)
+
+
+def test_analyze_json_on_the_context_story(tmp_path: Path) -> None:
+    log = tmp_path / "kc.log"
+    log.write_text(f"{VIEW}\n{LIQUIBASE}\n")
+    result = run_cli("analyze", str(log), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0] == {"line": 1, "event": "cluster_view", "code": "ISPN000094", "view_id": 1,
+                       "coordinator": "keycloak-controller-559a8/keycloak",
+                       "members": ["keycloak-controller-559a8/keycloak",
+                                   "keycloak-controller-zorqg/keycloak"],
+                       "size": 2, "merged": False, "timestamp": rows[0]["timestamp"]}
+    assert rows[1]["event"] == "startup_fatal" and rows[1]["reason"] == "liquibase"
+    assert rows[-1] == {"verdict": {"started": False, "live": False, "ready": False,
+                                    "reasons": ["startup_fatal", "not_started"]}}
+    assert "column" not in result.stdout  # no raw log text
+
+
+def test_analyze_timeline_is_readable(tmp_path: Path) -> None:
+    log = tmp_path / "kc.log"
+    log.write_text(f"{STARTED}\n")
+    result = run_cli("analyze", str(log))
+    assert result.returncode == 0
+    assert "startup_complete" in result.stdout and "started=yes" in result.stdout
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p / "missing.log", "no such file"),
+    (lambda p: p, "is a directory"),
+    (lambda p: (p / "x.gz").write_bytes(b"\x1f\x8b\x08\x00" * 100) and p / "x.gz",
+     "compressed"),
+])
+def test_analyze_unusable_input_exits_2(tmp_path: Path, make: object, message: str) -> None:
+    target = make(tmp_path)  # type: ignore[operator]
+    result = run_cli("analyze", str(target))
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_analyze_reads_stdin() -> None:
+    result = run_cli("analyze", "-", "--quiet", stdin=f"{STARTED}\n".encode())
+    summary = json.loads(result.stdout)
+    assert summary["verdict"]["started"] is True and summary["lines"] == 1
+
+
+def test_user_rules_file_is_validated_with_all_errors(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [
+        {"id": "a", "event": "nonsense", "contains": "x"},
+        {"id": "b", "event": "startup_fatal", "pattern": "(a|b)", "reason": "config"},
+    ]}))
+    result = run_cli("--check-config", "--rules-file", str(rules))
+    assert result.returncode == 2
+    assert "'event' must be one of" in result.stderr and "needs 'contains'" in result.stderr
+
+
+def test_user_rule_classifies(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([{"id": "vault", "event": "startup_fatal", "reason": "config",
+                                  "pattern": r"Vault sealed: \w+"}]))
+    log = tmp_path / "kc.log"
+    log.write_text("2024-01-01 10:00:00,000 ERROR [org.acme.Vault] (main) Vault sealed: yes\n")
+    result = run_cli("analyze", str(log), "--json", "--rules-file", str(rules))
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0]["event"] == "startup_fatal" and rows[0]["reason"] == "config"
