@@ -56,6 +56,8 @@ def classify(record: Record, rules: Sequence[Rule]) -> list[LogEvent]:
     body = record.body
     header = record.header
     for rule in rules:
+        if rule.contains not in body:
+            continue
         match = rule.matches(body, header.level, header.category)
         if not match:
             continue

@@ -10,6 +10,7 @@ categories and bare ``ERROR: ...`` lines printed before logging is configured.
 from __future__ import annotations
 
 import calendar
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -120,6 +121,9 @@ def is_header(line: str) -> bool:
 
 def parse_header(line: str) -> Header:
     """Parse the first line of a record.  Never raises."""
+    match = _PLAIN_RE.match(line)
+    if match is not None and match.group("date") is not None:
+        return _plain_header(match, line, None)
     body, wrapper_ts = strip_wrappers(line)
     if body.startswith("{"):
         parsed = _parse_json(body)
@@ -157,6 +161,22 @@ def parse_header(line: str) -> Header:
     return Header(level, "", "", body, wrapper_ts, False, "bare")
 
 
+def _plain_header(match: re.Match[str], body: str, wrapper_ts: float | None) -> Header:
+    ts = _plain_timestamp(match.group("date"), match.group("time"), match.group("ms"))
+    time_only = match.group("date") is None
+    if wrapper_ts is not None and (ts is None or time_only):
+        ts, time_only = wrapper_ts, False
+    return Header(
+        level=_norm_level(match.group("level")),
+        category=match.group("category") or "",
+        thread=match.group("thread") or "",
+        message=body[match.end() :],
+        timestamp=ts,
+        time_only=time_only,
+        layout="plain",
+    )
+
+
 def continuation_text(line: str) -> str:
     """A continuation line without the wrapper every physical line may carry."""
     body, _ = strip_wrappers(line)
@@ -173,10 +193,15 @@ def _plain_timestamp(date: str | None, time_text: str, ms: str | None) -> float 
         fraction = float("0." + ms) if ms else 0.0
         if date is None:
             return hour * 3600 + minute * 60 + second + fraction
-        year, month, day = (int(part) for part in date.split("-"))
-        return calendar.timegm((year, month, day, hour, minute, second)) + fraction
+        return _day_start(date) + hour * 3600 + minute * 60 + second + fraction
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _day_start(date: str) -> float:
+    year, month, day = (int(part) for part in date.split("-"))
+    return float(calendar.timegm((year, month, day, 0, 0, 0)))
 
 
 _ISO_RE = re.compile(

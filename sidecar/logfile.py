@@ -85,7 +85,7 @@ class LineFramer:
         if self._pending:
             lines = self._complete_first_line(complete)
         else:
-            lines = complete.replace(b"\r\n", b"\n")
+            lines = complete.replace(b"\r\n", b"\n") if b"\r" in complete else complete
         self._pending = block[last_newline + 1 :]
         return lines
 
@@ -96,7 +96,8 @@ class LineFramer:
         if len(first) > self.max_line_bytes + 1:
             first = first[: self.max_line_bytes] + b"\n"
             self.lines_truncated += 1
-        return first + complete[first_newline + 1 :].replace(b"\r\n", b"\n")
+        rest = complete[first_newline + 1 :]
+        return first + (rest.replace(b"\r\n", b"\n") if b"\r" in rest else rest)
 
     def _cut_long_pending(self) -> bytes:
         """A partial line already past the cap is emitted now; its rest is discarded."""

@@ -10,13 +10,19 @@ after startup only a handful of anchors that cover the runtime rules are scanned
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
 from sidecar import layout
 from sidecar.classify import Record, classify, make_record
 from sidecar.events import LogEvent
-from sidecar.rules import RUNTIME_ANCHORS_JSON, RUNTIME_ANCHORS_PLAIN, Rule
+from sidecar.rules import (
+    RUNTIME_ANCHORS_JSON,
+    RUNTIME_ANCHORS_PLAIN,
+    RUNTIME_ISPN_CODES,
+    Rule,
+)
 
 _DAY_SECONDS = 86400.0
 _HALF_DAY_SECONDS = 43200.0
@@ -41,6 +47,10 @@ class Pipeline:
         self, rules: Sequence[Rule], sink: EventSink, *, max_record_lines: int = 512
     ) -> None:
         self._rules = tuple(rules)
+        # after startup, plain progress lines cannot change anything: skip their rules
+        self._runtime_rules = tuple(
+            r for r in rules if r.event != "startup_progress" or r.boot_marker
+        )
         self._sink = sink
         self._max_record_lines = max_record_lines
         rule_needles = [r.contains.encode() for r in rules if r.contains]
@@ -63,11 +73,13 @@ class Pipeline:
         """Consume complete lines; the last record is held until the next header or flush."""
         if not chunk:
             return []
-        self.lines_total += chunk.count(b"\n")
+        chunk_lines = chunk.count(b"\n")
+        self.lines_total += chunk_lines
+        carry_lines = self._carry.count(b"\n")
         data = self._carry + chunk if self._carry else chunk
         tail = self._last_record_start(data)
         events = self._process(data, 0, tail, self._carry_line, now)
-        self._carry_line += data.count(b"\n", 0, tail)
+        self._carry_line += carry_lines + chunk_lines - data.count(b"\n", tail)
         self._carry = data[tail:]
         return events
 
@@ -95,7 +107,7 @@ class Pipeline:
     ) -> list[LogEvent]:
         events: list[LogEvent] = []
         position = start
-        line_at_position = base_line
+        counted_to, counted_line = start, base_line
         while position < end:
             boot_scan = self._sink.wants_boot_scan()
             hits = self._hits(data, position, end, boot_scan)
@@ -103,12 +115,13 @@ class Pipeline:
                 break
             restart = None
             for hit in hits:
-                if hit < position:
+                if hit < position or (not boot_scan and _boring_ispn(data, hit)):
                     continue
                 record_start, record_end = self._record_bounds(data, hit, position, end)
-                line_at_position += data.count(b"\n", position, record_start)
-                record = self._record(data, record_start, record_end, line_at_position)
-                line_at_position += data.count(b"\n", record_start, record_end)
+                # line numbers are counted lazily, only up to records that are classified
+                counted_line += data.count(b"\n", counted_to, record_start)
+                counted_to = record_start
+                record = self._record(data, record_start, record_end, counted_line)
                 position = record_end
                 events.extend(self._apply(record, now))
                 if self._sink.wants_boot_scan() != boot_scan:
@@ -149,6 +162,10 @@ class Pipeline:
         return line_start, next_line
 
     def _is_header_at(self, data: bytes, position: int) -> bool:
+        if _QUARKUS_HEADER.match(data, position):
+            return True
+        if data.startswith(_CONTINUATIONS, position):
+            return False
         line_end = data.find(b"\n", position)
         raw = data[position : line_end if line_end != -1 else len(data)]
         return layout.is_header(raw.decode("utf-8", "replace"))
@@ -177,7 +194,8 @@ class Pipeline:
     # --- classification and time ---------------------------------------------------------------
     def _apply(self, record: Record, now: float | None) -> list[LogEvent]:
         self.records_classified += 1
-        found = classify(record, self._rules)
+        rules = self._rules if self._sink.wants_boot_scan() else self._runtime_rules
+        found = classify(record, rules)
         if not found:
             if now is None:
                 self._log_time(record)
@@ -203,6 +221,20 @@ class Pipeline:
         if last is None or stamp >= last or last - stamp > _DAY_SECONDS:
             self._last_log_time = stamp
         return stamp
+
+
+_QUARKUS_HEADER = re.compile(
+    rb'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:TRACE|DEBUG|INFO |WARN |ERROR|FATAL) \[|\{"'
+)
+_CONTINUATIONS = (b"\tat ", b"\t... ", b"Caused by: ", b"    at ", b"\tSuppressed: ")
+
+
+def _boring_ispn(data: bytes, hit: int) -> bool:
+    """An Infinispan code that cannot matter after startup (rebalance, ...)."""
+    if data[hit : hit + 4] != b"ISPN":
+        return False
+    code = data[hit + 4 : hit + 10]
+    return code.isdigit() and code not in RUNTIME_ISPN_CODES
 
 
 def _minimal_needles(needles: Sequence[bytes]) -> tuple[bytes, ...]:

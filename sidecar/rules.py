@@ -364,25 +364,39 @@ _BUILTIN: tuple[tuple[str, str, str, dict[str, object]], ...] = (
 )
 
 #: Substrings that cover every rule that matters after startup completed.
+# (A JVM crash after startup ends the process, which the kubelet sees by itself; an
+# OutOfMemoryError is logged at ERROR.)
 RUNTIME_ANCHORS_PLAIN: tuple[bytes, ...] = (
     b"ISPN",
     b"JGRP",
     b"ERROR [",
-    b"FATAL",
     b"stopped in",
     b"Datasource",
-    b"fatal error",
-    b"OutOfMemory",
 )
 RUNTIME_ANCHORS_JSON: tuple[bytes, ...] = (
     b"ISPN",
     b"JGRP",
     b':"ERROR"',
-    b"FATAL",
     b"stopped in",
     b"Datasource",
-    b"fatal error",
-    b"OutOfMemory",
+)
+#: Infinispan message codes that matter after startup (views, joins, leaves, degraded,
+#: shutdown, a new boot); other ISPN codes (rebalance, ...) are skipped before framing.
+RUNTIME_ISPN_CODES: frozenset[bytes] = frozenset(
+    {
+        b"000093",
+        b"000094",
+        b"000080",
+        b"000078",
+        b"000079",
+        b"000314",
+        b"000476",
+        b"000210",
+        b"000217",
+        b"000541",
+        b"100000",
+        b"100001",
+    }
 )
 
 

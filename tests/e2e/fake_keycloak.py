@@ -240,7 +240,6 @@ class Keycloak:
         servers, self.servers = self.servers, []
         for server in servers:
             server.close()
-            server.close_clients()
         for server in servers:
             await server.wait_closed()
 

@@ -17,11 +17,13 @@ runs here reads them.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,7 @@ class LocalContainer:
     env: dict[str, str]
     probes: tuple[Probe, ...]
     mounts: dict[str, Path]  # mountPath -> local directory
+    rewrite: Callable[[str], str]  # the same rewrite, for values the container defaults to
 
 
 @dataclass
@@ -105,7 +108,7 @@ def render(variant: str = "", replicas: int | None = None) -> PodTemplate:
                     {
                         "apiVersion": "kustomize.config.k8s.io/v1beta1",
                         "kind": "Kustomization",
-                        "resources": [str(K8S)],
+                        "resources": [os.path.relpath(K8S, target)],
                         "patches": [
                             {"path": "patch.yaml", "target": {"kind": "StatefulSet"}},
                         ],
@@ -222,5 +225,6 @@ def localize(template: PodTemplate, ordinal: int, root: Path, kubeconfig: Path) 
             env=env,
             probes=container.probes,
             mounts=mounts,
+            rewrite=rewrite,
         )
     return pod
