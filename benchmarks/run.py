@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import http.client
 import json
 import os
@@ -357,7 +358,8 @@ def wait_ingested(d: Daemon, expected_lines: int | None, timeout_seconds: float)
 def data_file(cfg: Config, log_format: str, lines: int, boot_every_records: int = 0) -> Path:
     """A generated log, cached in the data dir (same seed and size give the same bytes)."""
     suffix = f"-boots{boot_every_records}" if boot_every_records else ""
-    path = cfg.data_dir / f"kc-{log_format}-{lines}{suffix}.log"
+    version = hashlib.sha256((HERE / "genlog.py").read_bytes()).hexdigest()[:8]
+    path = cfg.data_dir / f"kc-{log_format}-{lines}{suffix}-{version}.log"
     if path.exists():
         return path
     cfg.data_dir.mkdir(parents=True, exist_ok=True)

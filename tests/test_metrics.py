@@ -58,9 +58,10 @@ STARTED_LINE = (
     "(powered by Quarkus 3.15.1) started in 39.709s. Listening on: http://0.0.0.0:8080. "
     "Management interface listening on http://0.0.0.0:9000."
 )
+#: a boot marker that is scanned for after startup too (a restarted JVM writing to the same log)
 BOOT_MARKER_LINE = (
-    "2024-12-07 17:51:50,100 INFO  [org.infinispan.CONTAINER] (main) ISPN000556: "
-    "Starting user marshaller 'org.infinispan.commons.marshall.ImmutableProtoStreamMarshaller'"
+    "2024-12-07 17:51:52,311 INFO  [org.infinispan.remoting.transport.jgroups.JGroupsTransport] "
+    "(keycloak-cache-init) ISPN000078: Starting JGroups channel `ISPN` with stack `kubernetes`"
 )
 #: fragments of the Liquibase line that must never leave the sidecar
 RAW_FRAGMENTS = ("ALTER TABLE", "EVENT_ENTITY", "sthorger", "jpa-changelog", "does not exist")

@@ -128,6 +128,8 @@ def wildfly_head() -> list[Step]:
         _log(0.5, L.W_MODULES),
         _log(1.0, L.W_STARTING_16),
         _log(0.5, L.W_KEYSTORE),
+        _log(0.5, L.W_HTTP_LISTENER),
+        {"listen": True, "http": {"realm": "not_found"}},
         _log(1.0, L.W_JGROUPS_SUBSYSTEM),
         _log(0.5, L.W_ISPN_VERSION),
         _log(0.5, L.W_JGROUPS_START),
@@ -143,7 +145,7 @@ def wildfly_ok() -> Script:
             _log(4.0, L.W_MASTER_REALM),
             _log(2.0, L.W_CACHE_STARTED),
             _log(3.0, L.W_STARTED_16),
-            {"listen": True, "http": UP},
+            {"http": UP},
             _log(2.0, L.W_VFS),
         ]
     }
@@ -155,7 +157,6 @@ def wildfly_liquibase_broken(fatal_line: str) -> Script:
         "steps": [
             *wildfly_head(),
             _log(4.0, fatal_line),
-            {"after": 2.0, "listen": True, "http": {"realm": "not_found"}},
         ]
     }
 
@@ -165,5 +166,5 @@ def wildfly_script(*boots: Script, view_line: str = L.W_VIEW_16) -> Script:
         "era": "wildfly",
         "cluster": {"alone_line": L.W_ALONE, "view_line": view_line, "joined_line": L.W_JOINED},
         "boots": list(boots),
-        "events": {},
+        "events": {"realm_503": [{"http": {"realm": "down"}}]},
     }

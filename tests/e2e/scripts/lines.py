@@ -113,9 +113,10 @@ Q_RECOVERY_STOP = (  # kc-001
 )
 
 # --------------------------------------------------------------------------- WildFly era
-W_MODULES = (  # kc-163
-    "16:47:46,656 INFO  [org.jboss.modules] (CLI command executor) JBoss Modules version"
-    " 2.0.0.Final"
+W_MODULES = "12:05:04,945 INFO  [org.jboss.modules] (main) JBoss Modules version 1.6.0.Final"  # kc-228
+W_HTTP_LISTENER = (  # WildFly's Undertow listener opens early in the boot (WFLYUT0006)
+    "22:01:05,217 INFO  [org.wildfly.extension.undertow] (MSC service thread 1-4) WFLYUT0006:"
+    " Undertow HTTP listener default listening on 0.0.0.0:8080"
 )
 W_STARTING_16 = (  # kc-169, version of the era
     "07:07:07,606 INFO  [org.jboss.as] (MSC service thread 1-2) WFLYSRV0049: Keycloak 4.8.3.Final"
@@ -165,10 +166,10 @@ W_CACHE_STARTED = (  # kc-104
     "08:38:37,816 INFO  [org.jboss.as.clustering.infinispan] (ServerService Thread Pool -- 58)"
     " WFLYCLINF0002: Started loginFailures cache from keycloak container"
 )
-W_STARTED_16 = (  # kc-010
-    "04:21:17,510 INFO  [org.jboss.as] (Controller Boot Thread) WFLYSRV0025: Keycloak 3.4.2.Final"
-    " (WildFly Core 3.0.8.Final) started in 5455ms - Started 64 of 78 services (25 services are"
-    " lazy, passive or on-demand)"
+W_STARTED_16 = (  # kc-114 (the full server; kc-010's 64 services are the embedded CLI one)
+    "11:21:55,916 INFO  [org.jboss.as] (Controller Boot Thread) WFLYSRV0025: Keycloak 10.0.2"
+    " (WildFly Core 11.1.1.Final) started in 18843ms - Started 689 of 994 services (708 services"
+    " are lazy, passive or on-demand)"
 )
 W_FATAL_LIQUIBASE_16 = (  # kc-005 (first frames)
     "20:32:02,350 FATAL [org.keycloak.services] (ServerService Thread Pool -- 61) Error during"
