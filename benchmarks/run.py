@@ -375,6 +375,13 @@ def data_file(cfg: Config, log_format: str, lines: int, boot_every_records: int 
     return path
 
 
+def work_file(cfg: Config, name: str) -> Path:
+    """A daemon's log file: next to the cached data (it can be GBs), removed at exit."""
+    work_dir = cfg.data_dir / "work"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return work_dir / name
+
+
 def human_lines(lines: int) -> str:
     return f"{lines // 1_000_000}M" if lines % 1_000_000 == 0 else f"{lines // 1000}k"
 
@@ -710,7 +717,7 @@ def latency_rows(label: str, trials: Trials, goal: str, command: str) -> list[Ro
 def run_trials(cfg: Config, procs: Processes, under_load: bool) -> Trials:
     tag = "load" if under_load else "idle"
     trials = Trials()
-    path = cfg.out_dir / f"latency-{tag}.log"
+    path = work_file(cfg, f"latency-{tag}.log")
     gen = healthy_log(path)
     daemon = start_daemon(cfg, procs, path, f"latency-{tag}")
     poller = Poller(daemon.port)
@@ -737,7 +744,7 @@ def run_fresh_trials(cfg: Config, procs: Processes, under_load: bool) -> Trials:
     """Fallback: a fresh file and daemon per trial; measures append -> 503 only."""
     trials = Trials(mode="fresh daemon per trial (re-arming by a new boot did not work)")
     for i in range(cfg.latency_trials):
-        path = cfg.out_dir / "latency-fresh.log"
+        path = work_file(cfg, "latency-fresh.log")
         gen = healthy_log(path)
         daemon = start_daemon(cfg, procs, path, "latency-fresh")
         poller = Poller(daemon.port)
@@ -822,7 +829,7 @@ def measure_endpoint(
 ) -> list[Row]:
     if not tools["wrk"]:
         return [not_available("Endpoint cost", "/livez with wrk", f"wrk missing: {INSTALL_HINT}")]
-    path = cfg.out_dir / "endpoint.log"
+    path = work_file(cfg, "endpoint.log")
     healthy_log(path)
     bare_port = free_port()
     procs.start([cfg.python, str(HERE / "bare_aiohttp.py"), "--listen", f"127.0.0.1:{bare_port}"])
@@ -922,7 +929,7 @@ def feed_hour(cfg: Config, daemon: Daemon, total_lines: int) -> tuple[list[float
 
 
 def measure_memory(cfg: Config, procs: Processes) -> list[Row]:
-    path = cfg.out_dir / "memory.log"
+    path = work_file(cfg, "memory.log")
     healthy_log(path)
     lines = count_lines(path)
     big = data_file(cfg, genlog.PLAIN, cfg.memory_lines)
@@ -982,7 +989,7 @@ def measure_memory(cfg: Config, procs: Processes) -> list[Row]:
 
 
 def measure_idle_cpu(cfg: Config, procs: Processes) -> list[Row]:
-    path = cfg.out_dir / "idle.log"
+    path = work_file(cfg, "idle.log")
     gen = healthy_log(path)
     gen.skip_pending()
     daemon = start_daemon(cfg, procs, path, "idle")
@@ -1017,7 +1024,7 @@ def measure_idle_cpu(cfg: Config, procs: Processes) -> list[Row]:
 
 
 def measure_cold_start(cfg: Config, procs: Processes) -> list[Row]:
-    path = cfg.out_dir / "cold.log"
+    path = work_file(cfg, "cold.log")
     healthy_log(path)
     samples: list[float] = []
     for _ in range(cfg.cold_starts):
@@ -1225,6 +1232,7 @@ def main(argv: list[str] | None = None) -> int:
                 procs.close()
     finally:
         procs.close()
+        shutil.rmtree(cfg.data_dir / "work", ignore_errors=True)
     report = render(cfg, rows, machine_facts(), time.monotonic() - started)
     (cfg.out_dir / "results.md").write_text(report)
     print(report)

@@ -165,8 +165,11 @@ class Cluster:
 
     def kills(self, pod: str, container: str = "keycloak") -> list[float]:
         """Cluster times the kubelet killed (or saw exit) the container."""
-        return [r.at for r in self.timeline.records if r.pod == pod and r.container == container
-                and r.what in ("kill", "exit")]
+        return [
+            r.at
+            for r in self.timeline.records
+            if r.pod == pod and r.container == container and r.what in ("kill", "exit")
+        ]
 
     # ------------------------------------------------------------- lifecycle
 
@@ -180,7 +183,9 @@ class Cluster:
             local = localize(template, ordinal, self.root, kubeconfig)
             self.pods[local.name] = self._pod(template, local)
         for pod in self.pods.values():
-            self.api.add_pod(pod.name, pod.local.labels, ready=False, ip=f"10.0.0.{len(self.api.pods) + 1}")
+            self.api.add_pod(
+                pod.name, pod.local.labels, ready=False, ip=f"10.0.0.{len(self.api.pods) + 1}"
+            )
             self.timeline.add(pod.name, "", "scheduled")
         for pod in self.pods.values():
             pod.start()
@@ -200,8 +205,16 @@ class Cluster:
         pod = PodRuntime(local, self.timeline, self.session, on_change=self._on_change)
         grace = template.termination_grace_seconds
         for name in local.containers:
-            command = self._keycloak_command(local) if name == "keycloak" else self._sidecar_command(local)
-            pod.add(ContainerRunner(pod, local.containers[name], command, termination_grace_seconds=grace))
+            command = (
+                self._keycloak_command(local)
+                if name == "keycloak"
+                else self._sidecar_command(local)
+            )
+            pod.add(
+                ContainerRunner(
+                    pod, local.containers[name], command, termination_grace_seconds=grace
+                )
+            )
         return pod
 
     def _keycloak_command(self, pod: LocalPod) -> Callable[[int], tuple[list[str], dict[str, str]]]:
@@ -330,9 +343,10 @@ async def run_scenario(scenario: Scenario, root: Path) -> Outcome:
                 await scenario.body(cluster)
             finally:
                 outcome.restarts = {
-                    name: {c: pod.restarts(c) for c in pod.runners} for name, pod in cluster.pods.items()
+                    name: {c: pod.restarts(c) for c in pod.runners}
+                    for name, pod in cluster.pods.items()
                 }
-    except Exception as error:  # noqa: BLE001 - reported with the timeline
+    except Exception as error:
         outcome.error = error
     outcome.report = cluster.report()
     return outcome

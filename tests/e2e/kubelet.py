@@ -37,6 +37,7 @@ import aiohttp
 from manifest import LocalContainer, LocalPod, Probe
 
 MIN_PROBE_TIMEOUT_SECONDS = 1.0
+SERVING_WAIT_SECONDS = 30.0
 BACKOFF_INITIAL_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 300.0
 BACKOFF_RESET_SECONDS = 600.0
@@ -160,6 +161,31 @@ class ContainerRunner:
             )
         self.pod.pgids.add(self.process.pid)
         self.note("start", f"restartCount={self.restart_count} pid={self.process.pid}")
+        await self._wait_serving()
+
+    async def _wait_serving(self) -> None:
+        """Start-up compensation: wait (real time) until the probed ports accept.
+
+        A process's start-up (Python imports: about a real second, more on a loaded
+        machine) is not compressed by the time scale, yet it is negligible against the
+        probe budgets of a real pod (60 s for the sidecar).  So the probe clock of a
+        container whose ports some probe of the pod targets starts when they accept
+        connections, bounded by ``SERVING_WAIT_SECONDS``.
+        """
+        ports = [p for p in self.spec.ports if p in self.pod.probed_ports()]
+        assert self.process is not None
+        deadline = time.monotonic() + SERVING_WAIT_SECONDS
+        while ports and time.monotonic() < deadline and self.process.returncode is None:
+            try:
+                _, writer = await asyncio.open_connection(
+                    "127.0.0.1", self.pod.local.local_port(ports[0])
+                )
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            self.note("serving", f"port {ports[0]}")
+            return
 
     async def _supervise(self) -> str:
         """Until the process exits or a probe says restart; returns why it ended."""
@@ -207,9 +233,7 @@ class ContainerRunner:
         )
         delay = 0.0 if fresh else self.backoff_seconds
         self.backoff_seconds = (
-            BACKOFF_INITIAL_SECONDS
-            if fresh
-            else min(self.backoff_seconds * 2, BACKOFF_MAX_SECONDS)
+            BACKOFF_INITIAL_SECONDS if fresh else min(self.backoff_seconds * 2, BACKOFF_MAX_SECONDS)
         )
         if delay:
             self.note("back-off", f"{delay:g}s")
@@ -321,6 +345,9 @@ class PodRuntime:
         self.tasks: list[asyncio.Task[None]] = []
         self.pgids: set[int] = set()
         self.ready = False
+
+    def probed_ports(self) -> set[int]:
+        return {p.port for r in self.runners.values() for p in r.spec.probes}
 
     def add(self, runner: ContainerRunner) -> None:
         self.runners[runner.spec.name] = runner

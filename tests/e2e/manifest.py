@@ -80,6 +80,7 @@ class LocalContainer:
     env: dict[str, str]
     probes: tuple[Probe, ...]
     mounts: dict[str, Path]  # mountPath -> local directory
+    ports: tuple[int, ...]  # container ports
     rewrite: Callable[[str], str]  # the same rewrite, for values the container defaults to
 
 
@@ -117,7 +118,7 @@ def render(variant: str = "", replicas: int | None = None) -> PodTemplate:
                 encoding="utf-8",
             )
         output = subprocess.run(
-            ["kubectl", "kustomize", str(target)],  # noqa: S607 - the tool under test
+            ["kubectl", "kustomize", str(target)],
             check=True,
             capture_output=True,
             text=True,
@@ -177,6 +178,16 @@ def _container(raw: Json) -> Container:
     )
 
 
+def _rewrite_paths(text: str, mounts: dict[str, Path]) -> str:
+    """Mount paths -> local directories, in one pass (a result is never rewritten again)."""
+    if not mounts:
+        return text
+    alternatives = "|".join(re.escape(p.rstrip("/")) for p in sorted(mounts, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w/.-])({alternatives})(?=/|$|[\s:;,])")
+    local = {p.rstrip("/"): str(d) for p, d in mounts.items()}
+    return pattern.sub(lambda m: local[m.group(1)], text)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -210,9 +221,7 @@ def localize(template: PodTemplate, ordinal: int, root: Path, kubeconfig: Path) 
                 lambda m: f"127.0.0.1:{pod.ports.get(int(m.group(1)), int(m.group(1)))}",
                 text,
             )
-            for mount_path, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
-                text = text.replace(mount_path, str(local))
-            return text
+            return _rewrite_paths(text, mounts)
 
         env = {}
         for key, value in container.env:
@@ -225,6 +234,7 @@ def localize(template: PodTemplate, ordinal: int, root: Path, kubeconfig: Path) 
             env=env,
             probes=container.probes,
             mounts=mounts,
+            ports=container.ports,
             rewrite=rewrite,
         )
     return pod

@@ -113,7 +113,9 @@ Q_RECOVERY_STOP = (  # kc-001
 )
 
 # --------------------------------------------------------------------------- WildFly era
-W_MODULES = "12:05:04,945 INFO  [org.jboss.modules] (main) JBoss Modules version 1.6.0.Final"  # kc-228
+W_MODULES = (
+    "12:05:04,945 INFO  [org.jboss.modules] (main) JBoss Modules version 1.6.0.Final"  # kc-228
+)
 W_HTTP_LISTENER = (  # WildFly's Undertow listener opens early in the boot (WFLYUT0006)
     "22:01:05,217 INFO  [org.wildfly.extension.undertow] (MSC service thread 1-4) WFLYUT0006:"
     " Undertow HTTP listener default listening on 0.0.0.0:8080"
