@@ -59,6 +59,8 @@ class ProbeTrack:
     positive_failing_since: float | None = None  # failures that are evidence (not timeouts)
     gone_since: float | None = None  # nothing listening
     ok_in_boot: bool = False
+    answered_in_boot: bool = False  # any HTTP answer in the current boot
+    went_away_after_answer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +243,7 @@ class MonitorState:
         self.degraded_at, self.degraded_reason = None, ""
         self.membership_evidence_since = None
         for track in self.probes.values():
-            track.ok_in_boot = False
+            track.ok_in_boot = track.answered_in_boot = track.went_away_after_answer = False
             track.positive_failing_since = None
         self._note_boot()
 
@@ -263,9 +265,20 @@ class MonitorState:
     # --- probes ----------------------------------------------------------------------------
     def record_probe(self, result: ProbeResult, now: float) -> None:
         track = self.probes.setdefault(result.target, ProbeTrack())
-        came_back = track.gone_since is not None and result.error not in _GONE_ERRORS
-        if came_back and self.boot.started_at < (track.gone_since or now):
+        answered = result.error not in _GONE_ERRORS
+        # only a target that answered in this boot, went away and answers again is a restart;
+        # a port that opens for the first time (after a fatal line, say) is not
+        if (
+            answered
+            and track.went_away_after_answer
+            and self.boot.started_at < (track.gone_since or now)
+        ):
             self._begin_boot(now, "http_restart")
+        if answered:
+            track.answered_in_boot = True
+            track.went_away_after_answer = False
+        elif track.answered_in_boot:
+            track.went_away_after_answer = True
         track.last = result
         if result.ok:
             track.ok_since = track.ok_since if track.failing_since is None else now

@@ -126,6 +126,7 @@ def test_probe_timeouts_are_never_evidence() -> None:
 
 def test_http_target_coming_back_rearms() -> None:
     state = state_with((T0 + 30, STARTED), probes=("ready",))
+    state.record_probe(probe("ready", ok=True), T0 + 40)
     state.record_probe(probe("ready", ok=False, error="refused"), T0 + 100)
     state.record_probe(probe("ready", ok=False, error="http_status"), T0 + 110)
     assert state.boot.number == 1 and state.boot.cause == "http_restart"
@@ -172,3 +173,12 @@ def test_tracker_reports_transitions_once() -> None:
     changes = tracker.observe(evaluate(state.snapshot(), T0 + 3, POLICY), T0 + 3)
     assert {(c.verdict, c.ok) for c in changes} == {("started", True), ("ready", True)}
     assert tracker.since("ready") == T0 + 3
+
+
+def test_a_port_opening_after_a_fatal_line_does_not_rearm() -> None:
+    """Keycloak's port opening late is not a restart: the fatal evidence stays."""
+    state = state_with((T0 + 8, ev(EventKind.STARTUP_FATAL, "liquibase")), probes=("ready",))
+    state.record_probe(probe("ready", ok=False, error="refused"), T0 + 9)
+    state.record_probe(probe("ready", ok=False, error="http_status"), T0 + 14)
+    assert state.boot.number == 0
+    assert not evaluate(state.snapshot(), T0 + 15, POLICY).live.ok

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -350,7 +349,3 @@ async def run_scenario(scenario: Scenario, root: Path) -> Outcome:
         outcome.error = error
     outcome.report = cluster.report()
     return outcome
-
-
-def wall_clock() -> float:
-    return time.time()

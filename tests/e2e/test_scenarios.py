@@ -141,10 +141,12 @@ async def scenario_silent_hang_killed_once_per_hang(c: Cluster) -> None:
     await c.sleep(60)
     assert_restarts(c, {K0: 2, K1: 0})
     starts = [r.at for r in c.timeline.of("start", K0, "keycloak")]
+    # a start record can lag the real exec by up to a real second (spawning under load)
+    spawn_slack = 1.0 * c.scenario.scale
     for started, killed in zip(starts, c.kills(K0), strict=False):
         hung_for = killed - started
         # the sidecar's deadline (1200 s), well before the kubelet's startup budget (1800 s)
-        assert 1200 <= hung_for <= 1200 + LIVENESS_REACTION_SECONDS + 30, f"hung {hung_for}s"
+        assert 1200 - spawn_slack <= hung_for <= 1200 + LIVENESS_REACTION_SECONDS + 30, hung_for
 
 
 @scenario(
