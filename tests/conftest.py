@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import pathlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus" / "keycloak-log-lines.jsonl"
-
-
-def load_corpus() -> list[dict[str, Any]]:
-    """The labelled real Keycloak lines (../shared/corpus)."""
-    with CORPUS.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
 
 pytest_plugins = ["pytester"]
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import load_corpus
+from corpus import load_corpus
 
 from sidecar import analyze
 from sidecar.classify import parse_view
