@@ -13,6 +13,9 @@ from sidecar.pipeline import Pipeline
 from sidecar.settings import Settings
 from sidecar.state import MonitorState
 
+#: how long an evaluated verdict may be served again while the state is unchanged
+REUSE_SECONDS = 0.05
+
 
 class SourceStats(Protocol):
     """What the log source tells about itself (``LogFile``, ``StdinReader``, API stream)."""
@@ -46,10 +49,24 @@ class Context:
     status_extra: dict[str, object] = field(default_factory=dict)
     #: counts of Kubernetes API errors by (operation, code)
     kube_api_errors: dict[tuple[str, str], int] = field(default_factory=dict)
+    _cached: tuple[int, float, Verdicts] | None = field(default=None, repr=False)
 
     def verdicts(self) -> Verdicts:
-        """Evaluate now (pure, microseconds): what handlers and the collector call."""
-        return evaluate(self.state.snapshot(), self.clock.monotonic(), self.policy)
+        """Evaluate now (pure, microseconds): what handlers and the collector call.
+
+        A verdict is reused while the state is unchanged for at most
+        ``VERDICT_REUSE_SECONDS``: every log event, probe result or Kubernetes fact bumps
+        the state's version, so evidence is reflected at once; only the passing of time
+        (deadlines of minutes) is seen up to that late.
+        """
+        now = self.clock.monotonic()
+        cached = self._cached
+        version = self.state.version
+        if cached is not None and cached[0] == version and 0 <= now - cached[1] < REUSE_SECONDS:
+            return cached[2]
+        verdicts = evaluate(self.state.snapshot(), now, self.policy)
+        self._cached = (version, now, verdicts)
+        return verdicts
 
     def to_wall(self, moment: float | None) -> float | None:
         """A time on the monotonic axis as epoch seconds."""

@@ -131,19 +131,7 @@ def parse_header(line: str) -> Header:
             return parsed
     match = _PLAIN_RE.match(body)
     if match is not None:
-        ts = _plain_timestamp(match.group("date"), match.group("time"), match.group("ms"))
-        time_only = match.group("date") is None
-        if wrapper_ts is not None and (ts is None or time_only):
-            ts, time_only = wrapper_ts, False
-        return Header(
-            level=_norm_level(match.group("level")),
-            category=match.group("category") or "",
-            thread=match.group("thread") or "",
-            message=body[match.end() :],
-            timestamp=ts,
-            time_only=time_only,
-            layout="plain",
-        )
+        return _plain_header(match, body, wrapper_ts)
     for regex in (_NO_TIME_RE, _CATEGORY_ONLY_RE):
         match = regex.match(body)
         if match is not None:

@@ -124,6 +124,8 @@ class MonitorState:
         self.log_caught_up = False
         self.last_line_at: float | None = None
         self.recent_boots: list[tuple[int, str, float]] = []
+        #: bumped on every change that can alter a verdict (lets handlers reuse a verdict)
+        self.version = 0
 
     # --- log events ------------------------------------------------------------------------
     def wants_boot_scan(self) -> bool:
@@ -159,6 +161,8 @@ class MonitorState:
         converted = self._convert(event)
         if converted is not None and self._record(converted, now):
             recorded.append(converted)
+        if recorded:
+            self.version += 1
         for item in recorded:
             self.events_total[item.kind.value] += 1
             if item.kind is EventKind.STARTUP_FATAL:
@@ -234,6 +238,7 @@ class MonitorState:
 
     # --- new boots -----------------------------------------------------------------------------
     def _begin_boot(self, now: float, cause: str, *, named: bool = False) -> None:
+        self.version += 1
         self.boot = BootRecord(
             number=self.boot.number + 1, started_at=now, cause=cause, named=named
         )
@@ -264,6 +269,7 @@ class MonitorState:
 
     # --- probes ----------------------------------------------------------------------------
     def record_probe(self, result: ProbeResult, now: float) -> None:
+        self.version += 1
         track = self.probes.setdefault(result.target, ProbeTrack())
         answered = result.error not in _GONE_ERRORS
         # only a target that answered in this boot, went away and answers again is a restart;
@@ -299,9 +305,13 @@ class MonitorState:
 
     # --- Kubernetes ----------------------------------------------------------------------------
     def update_kube(self, facts: KubeFacts) -> None:
+        if facts != self.kube:
+            self.version += 1
         self.kube = facts
 
     def set_membership_evidence(self, since: float | None) -> None:
+        if since != self.membership_evidence_since:
+            self.version += 1
         self.membership_evidence_since = since
 
     # --- snapshot ------------------------------------------------------------------------------
@@ -338,6 +348,7 @@ class MonitorState:
         def moved(value: float | None) -> float | None:
             return None if value is None else value + offset_seconds
 
+        self.version += 1
         boot = self.boot
         boot.started_at += offset_seconds
         for name in (

@@ -38,6 +38,26 @@ from sidecar.membership import KubeFacts, MembershipAssessment
 from sidecar.state import ProbeTrack
 
 CONTEXT_KEY: Final = web.AppKey("context", Context)
+
+
+class _RenderCache:
+    """Rendered verdict bodies for the current ``Verdicts`` object (reused while the state
+    is unchanged, see ``Context.verdicts``): a kubelet probe costs a dict lookup."""
+
+    def __init__(self) -> None:
+        self.verdicts: Verdicts | None = None
+        self.bodies: dict[tuple[str, bool], tuple[int, str, str]] = {}
+
+    def get(self, verdicts: Verdicts, key: tuple[str, bool]) -> tuple[int, str, str] | None:
+        if verdicts is not self.verdicts:
+            self.verdicts = verdicts
+            self.bodies.clear()
+            return None
+        return self.bodies.get(key)
+
+
+RENDER_KEY: Final = web.AppKey("render_cache", _RenderCache)
+JSON_CONTENT_TYPE: Final = "application/json"
 TEXT_CONTENT_TYPE: Final = "text/plain"
 
 
@@ -75,6 +95,7 @@ def create_app(ctx: Context) -> web.Application:
     """The application; the runtime serves it with ``AppRunner(access_log=None)``."""
     app = web.Application()
     app[CONTEXT_KEY] = ctx
+    app[RENDER_KEY] = _RenderCache()
     app.router.add_get("/", _index)
     for path, endpoint in _ENDPOINTS.items():
         app.router.add_get(path, partial(_verdict, endpoint))
@@ -108,12 +129,29 @@ async def _index(request: web.Request) -> web.Response:
 
 async def _verdict(endpoint: _Endpoint, request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
-    verdict = endpoint.select(ctx.verdicts())
-    status = 200 if verdict.ok else 503
-    if "verbose" in request.query:
-        text = _verbose_text(ctx, verdict, request.path.removeprefix("/"))
-        return web.Response(status=status, text=text, content_type=TEXT_CONTENT_TYPE)
-    return web.json_response(_verdict_json(ctx, verdict, endpoint), status=status)
+    verdicts = ctx.verdicts()
+    verbose = "verbose" in request.query
+    key = (request.path, verbose)
+    cache = request.app[RENDER_KEY]
+    rendered = cache.get(verdicts, key)
+    if rendered is None:
+        verdict = endpoint.select(verdicts)
+        status = 200 if verdict.ok else 503
+        if verbose:
+            rendered = (
+                status,
+                _verbose_text(ctx, verdict, request.path.removeprefix("/")),
+                TEXT_CONTENT_TYPE,
+            )
+        else:
+            rendered = (
+                status,
+                json.dumps(_verdict_json(ctx, verdict, endpoint)),
+                JSON_CONTENT_TYPE,
+            )
+        cache.bodies[key] = rendered
+    status, text, content_type = rendered
+    return web.Response(status=status, text=text, content_type=content_type)
 
 
 async def _status(request: web.Request) -> web.Response:
