@@ -68,7 +68,17 @@ _F = "startup_fatal"
 _P = "startup_progress"
 _BUILTIN: tuple[tuple[str, str, str, dict[str, object]], ...] = (
     # --- runtime fatal first: an OutOfMemoryError anywhere is fatal
-    ("oom", "runtime_fatal", "OutOfMemoryError", {"reason": "out_of_memory"}),
+    # "java.lang.OutOfMemoryError" / "OutOfMemoryError: Metaspace", not the JVM flag
+    # "-XX:+ExitOnOutOfMemoryError" echoed at every start
+    (
+        "oom",
+        "runtime_fatal",
+        "OutOfMemoryError",
+        {
+            "reason": "out_of_memory",
+            "pattern": r"java\.lang\.OutOfMemoryError|(?<![+\w])OutOfMemoryError:",
+        },
+    ),
     ("jvm-crash", _F, "A fatal error has been detected by the Java Runtime", {"reason": "jvm"}),
     # --- known harmless lines that would otherwise look alarming
     ("event-logger", IGNORE, "", {"category": "org.keycloak.events"}),
@@ -143,6 +153,13 @@ _BUILTIN: tuple[tuple[str, str, str, dict[str, object]], ...] = (
         },
     ),
     ("config-hostname", _F, "Strict hostname resolution", {"reason": "config"}),
+    ("config-hostname-v2", _F, "hostname is not configured", {"reason": "config", "levels": _BAD}),
+    (
+        "config-jdbc-driver",
+        _F,
+        "Unable to find the JDBC driver",
+        {"reason": "config", "levels": _BAD},
+    ),
     ("config-errors", _F, "configuration errors", {"reason": "config", "levels": _BAD}),
     ("config-exception", _F, "ConfigurationException", {"reason": "config", "levels": _BAD}),
     ("config-provider", _F, "Failed to find provider", {"reason": "config", "levels": _BAD}),
@@ -173,6 +190,34 @@ _BUILTIN: tuple[tuple[str, str, str, dict[str, object]], ...] = (
         },
     ),
     ("db-ironjacamar", _F, "IJ031084", {"reason": "db_unreachable"}),
+    (
+        "db-postgres-refused",
+        _F,
+        "refused",
+        {"reason": "db_unreachable", "levels": _BAD, "pattern": r"Connection to \S+ refused"},
+    ),
+    (
+        "db-mariadb-connect",
+        _F,
+        "Could not connect to",
+        {
+            "reason": "db_unreachable",
+            "levels": _BAD,
+            "pattern": r"Could not connect to (?:address=|\S+:\d+)",
+        },
+    ),
+    (
+        "db-oracle-adapter",
+        _F,
+        "could not establish the connection",
+        {"reason": "db_unreachable", "levels": _BAD},
+    ),
+    (
+        "db-mssql-tcp",
+        _F,
+        "TCP/IP connection to the host",
+        {"reason": "db_unreachable", "levels": _BAD},
+    ),
     (
         "db-link-failure",
         _F,

@@ -20,6 +20,7 @@ _NON_KILL_FATAL = frozenset({"db_unreachable"})
 _GONE_ERRORS = frozenset({"refused", "connection"})
 _RECENT_BOOT_SECONDS = 120.0
 _SEEN_VIEWS_MAX = 16
+_TIMEOUT_PAIR_SECONDS = 60.0
 
 
 @dataclass(slots=True)
@@ -113,6 +114,7 @@ class MonitorState:
         self.db_error_at: float | None = None
         self.degraded_at: float | None = None
         self.degraded_reason = ""
+        self._last_request_timeout: float | None = None
         self.view: ClusterView | None = None
         self.view_since: float | None = None
         self._seen_views: list[tuple[str, int]] = []
@@ -214,7 +216,7 @@ class MonitorState:
         elif kind is EventKind.SHUTDOWN:
             boot.shutdown_at = boot.shutdown_at or now
         elif kind is EventKind.CLUSTER_DEGRADED:
-            self.degraded_at, self.degraded_reason = now, event.reason
+            self._record_degraded(event.reason, now)
         elif kind is EventKind.CLUSTER_VIEW:
             return self._record_view(event, now)
         elif kind in (EventKind.NODE_JOINED, EventKind.NODE_LEFT):
@@ -224,6 +226,15 @@ class MonitorState:
                 return False
             self._last_node_event = key
         return True
+
+    def _record_degraded(self, reason: str, now: float) -> None:
+        """A single remote-command timeout is routine under load; two close together are
+        not.  Every other degraded reason counts at once."""
+        if reason == "request_timeout":
+            previous, self._last_request_timeout = self._last_request_timeout, now
+            if previous is None or now - previous > _TIMEOUT_PAIR_SECONDS:
+                return
+        self.degraded_at, self.degraded_reason = now, reason
 
     def _record_view(self, event: LogEvent, now: float) -> bool:
         view = event.view

@@ -153,3 +153,26 @@ def test_lock_retries_are_progress_not_fatal(text: str) -> None:
     events, verdict = run(line)
     assert [e["event"] for e in events] == ["startup_progress"]
     assert verdict["live"] is True
+
+
+def test_jvm_flag_naming_out_of_memory_is_not_an_oom() -> None:
+    """The entrypoint echoes JAVA_OPTS at every start; the flag is not an error."""
+    events, verdict = run("JAVA_OPTS already set in environment; overriding default settings "
+                          "with values: -Xms64m -Xmx512m -XX:+ExitOnOutOfMemoryError")
+    assert events == []
+    assert verdict["live"] is True
+
+
+@pytest.mark.parametrize("cause", [
+    "ERROR: Connection to postgres-service:5432 refused. Check that the hostname and port are "
+    "correct and that the postmaster is accepting TCP/IP connections.",
+    "ERROR: Could not connect to address=(host=mariadb)(port=3306)(type=master) : "
+    "Socket fail to connect to host:mariadb, port:3306. Connection refused",
+])
+def test_database_causes_of_a_failed_start_never_kill(cause: str) -> None:
+    prefix = ("2025-01-01 10:00:00,000 ERROR [org.keycloak.quarkus.runtime.cli."
+              "ExecutionExceptionHandler] (main) ")
+    events, verdict = run(f"{prefix}ERROR: Failed to start server in (production) mode\n"
+                          f"{prefix}{cause}")
+    assert [e["reason"] for e in events] == ["failed_to_start", "db_unreachable"]
+    assert verdict["live"] is True

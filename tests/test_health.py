@@ -182,3 +182,11 @@ def test_a_port_opening_after_a_fatal_line_does_not_rearm() -> None:
     state.record_probe(probe("ready", ok=False, error="http_status"), T0 + 14)
     assert state.boot.number == 0
     assert not evaluate(state.snapshot(), T0 + 15, POLICY).live.ok
+
+
+def test_one_remote_timeout_is_routine_two_are_degraded() -> None:
+    state = state_with((T0 + 30, STARTED),
+                       (T0 + 40, ev(EventKind.CLUSTER_DEGRADED, "request_timeout")))
+    assert evaluate(state.snapshot(), T0 + 41, POLICY).ready.ok
+    state.apply(ev(EventKind.CLUSTER_DEGRADED, "request_timeout"), T0 + 50)
+    assert "cluster_degraded" in evaluate(state.snapshot(), T0 + 51, POLICY).ready.reasons

@@ -49,7 +49,9 @@ def outcomes(request: pytest.FixtureRequest, e2e_root: Path) -> dict[str, Outcom
     selected = [
         item.callspec.params["name"]
         for item in request.session.items
-        if hasattr(item, "callspec") and "name" in item.callspec.params
+        if getattr(item, "originalname", "") == "test_scenario"
+        and hasattr(item, "callspec")
+        and "name" in item.callspec.params
     ]
     scenarios = [SCENARIOS[name] for name in dict.fromkeys(selected)]
 
