@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sidecar.events import ClusterView, EventKind, LogEvent
 from sidecar.membership import KubeFacts
-from sidecar.probe import ProbeResult
+
+if TYPE_CHECKING:  # the prober (and aiohttp) stays out of `analyze`'s start-up
+    from sidecar.probe import ProbeResult
 
 _NON_KILL_FATAL = frozenset({"db_unreachable"})
 _GONE_ERRORS = frozenset({"refused", "connection"})

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: a record with no newline-terminated successor is complete after this much quiet
 FLUSH_AFTER_SECONDS = 0.02
+#: bytes read per poll: bounds the memory of a burst (a few copies of it are alive at once)
+_POLL_MAX_BYTES = 1 << 20
 #: while catching up, yield to the event loop after this many bytes
 _YIELD_EVERY_BYTES = 8 << 20
 
@@ -67,7 +69,7 @@ class Tailer:
         poll_seconds = self._ctx.settings.log_poll_interval_seconds
         since_yield = 0
         while not stop.is_set():
-            chunk = self._source.poll()
+            chunk = self._source.poll(_POLL_MAX_BYTES)
             if chunk:
                 self._feed(chunk)
                 since_yield += len(chunk)
