@@ -18,6 +18,7 @@ from sidecar import __version__, logjson
 from sidecar.clock import Clock, SystemClock
 from sidecar.context import Context
 from sidecar.health import Policy, TransitionTracker
+from sidecar.logfile import StdinReader
 from sidecar.pipeline import Pipeline
 from sidecar.probe import ProbeResult
 from sidecar.rules import Rule
@@ -166,7 +167,7 @@ def _make_tailer(
     ctx: Context, recovered: asyncio.Event, stack: contextlib.AsyncExitStack
 ) -> Tailer:
     from sidecar.inotify import FileWatcher
-    from sidecar.logfile import LogFile, StdinReader
+    from sidecar.logfile import LogFile
 
     settings = ctx.settings
     source: LogFile | StdinReader
@@ -185,20 +186,25 @@ def _make_tailer(
 
 
 class _StdinWaiter:
-    """Wakes when standard input is readable."""
+    """Wakes when standard input is readable; after end of input it only sleeps (a closed
+    pipe is always 'readable' and would spin the loop)."""
 
-    def __init__(self, source: object) -> None:
-        self._fd = source.fileno()  # type: ignore[attr-defined]
+    def __init__(self, source: StdinReader) -> None:
+        self._source = source
 
     async def wait(self, timeout_seconds: float | None = None) -> None:
+        if self._source.eof:
+            await asyncio.sleep(timeout_seconds if timeout_seconds is not None else 1.0)
+            return
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()
-        loop.add_reader(self._fd, readable.set)
+        fd = self._source.fileno()
+        loop.add_reader(fd, readable.set)
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(readable.wait(), timeout_seconds)
         finally:
-            loop.remove_reader(self._fd)
+            loop.remove_reader(fd)
 
 
 async def _after(event: asyncio.Event, stop: asyncio.Event, job: Awaitable[None]) -> None:

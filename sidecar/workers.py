@@ -195,27 +195,34 @@ class Prober:
 
 
 async def verdict_worker(ctx: Context, stop: asyncio.Event, interval_seconds: float) -> None:
-    """Track verdict transitions (log them) and carry membership evidence forward."""
-    while not stop.is_set():
-        now = ctx.clock.monotonic()
-        verdicts = ctx.verdicts()
-        membership = verdicts.membership
-        evidence = membership is not None and not membership.ok and not membership.unknown
-        ctx.state.set_membership_evidence(membership.since if evidence and membership else None)
-        for change in ctx.tracker.observe(verdicts, now):
-            verdict = getattr(verdicts, change.verdict)
-            log.info(
-                "Verdict changed",
-                extra={
-                    "verdict": change.verdict,
-                    "ok": change.ok,
-                    "reasons": list(change.reasons),
-                    "checks": [
-                        {"name": c.name, "reason": c.reason, "detail": c.detail}
-                        for c in verdict.checks
-                        if not c.ok
-                    ],
-                    "boot": ctx.state.boot.number,
-                },
-            )
+    """Track verdict transitions (log them) and carry membership evidence forward; one last
+    observation at stop, so the final transitions are in the log."""
+    while True:
+        observe_verdicts(ctx)
+        if stop.is_set():
+            return
         await wait_or_stop(stop, interval_seconds)
+
+
+def observe_verdicts(ctx: Context) -> None:
+    now = ctx.clock.monotonic()
+    verdicts = ctx.verdicts()
+    membership = verdicts.membership
+    evidence = membership is not None and not membership.ok and not membership.unknown
+    ctx.state.set_membership_evidence(membership.since if evidence and membership else None)
+    for change in ctx.tracker.observe(verdicts, now):
+        verdict = getattr(verdicts, change.verdict)
+        log.info(
+            "Verdict changed",
+            extra={
+                "verdict": change.verdict,
+                "ok": change.ok,
+                "reasons": list(change.reasons),
+                "checks": [
+                    {"name": c.name, "reason": c.reason, "detail": c.detail}
+                    for c in verdict.checks
+                    if not c.ok
+                ],
+                "boot": ctx.state.boot.number,
+            },
+        )

@@ -1,0 +1,155 @@
+"""The real daemon as a process: endpoints, recovery after a sidecar restart, stdin, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+STARTED = ("2024-12-07 17:52:23,717 INFO  [io.quarkus] (main) Keycloak 26.0.7 on JVM (powered by "
+           "Quarkus 3.15.1) started in 39.709s. Listening on: http://0.0.0.0:8080. Management "
+           "interface listening on http://0.0.0.0:9000.\n")
+BOOT = ("2024-12-07 17:51:50,001 INFO  [org.keycloak.quarkus.runtime.hostname.DefaultHostname"
+        "Provider] (main) Hostname settings: Base URL: <unset>, Hostname: <request>\n")
+FATAL = ("2024-12-07 17:52:01,100 ERROR [org.keycloak.quarkus.runtime.cli.ExecutionException"
+         "Handler] (main) ERROR: Failed to start server in (production) mode\n"
+         "2024-12-07 17:52:01,101 ERROR [org.keycloak.quarkus.runtime.cli.ExecutionException"
+         "Handler] (main) ERROR: Failed to start caches\n")
+DEADLINE_SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(port: int, path: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_for(port: int, path: str, status: int) -> dict[str, object]:
+    """Poll until ``path`` answers ``status`` (a hang guard, not a timing assertion)."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            code, body = get(port, path)
+            if code == status:
+                return body
+            last = (code, body)
+        except OSError as error:
+            last = error
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never answered {status}; last: {last}")
+
+
+class Daemon:
+    def __init__(self, log_file: str, *, stdin: int | None = None) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "--log-file", log_file, "--listen",
+             f"127.0.0.1:{self.port}", "--no-kubernetes", "--keycloak-url", ""],
+            stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
+        wait_for(self.port, "/status", 200)
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=DEADLINE_SECONDS)
+        return self.process.returncode, err.decode()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        if daemon.process.poll() is None:
+            os.killpg(daemon.process.pid, signal.SIGKILL)
+            daemon.process.wait()
+
+
+def test_fatal_line_turns_livez_503_and_sigterm_stops_cleanly(tmp_path: Path,
+                                                                daemons: list[Daemon]) -> None:
+    log = tmp_path / "keycloak.log"
+    log.write_text(BOOT)
+    daemons.append(daemon := Daemon(str(log)))
+    with log.open("a") as handle:
+        handle.write(FATAL)
+    body = wait_for(daemon.port, "/livez", 503)
+    assert body["reasons"] == ["startup_fatal"]
+    wait_for(daemon.port, "/startupz", 200)
+    code, err = daemon.stop()
+    assert code == 0
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert any(e["msg"] == "Verdict changed" and e["verdict"] == "live" and not e["ok"]
+               for e in lines)
+
+
+def test_sidecar_restart_keeps_a_started_keycloak_alive(tmp_path: Path,
+                                                         daemons: list[Daemon]) -> None:
+    """A sidecar that restarts next to a running Keycloak must not miss 'started'."""
+    log = tmp_path / "keycloak.log"
+    log.write_text(BOOT + STARTED + "2024-12-07 18:00:00,000 INFO  [org.x] (main) other\n" * 500)
+    daemons.append(daemon := Daemon(str(log)))
+    wait_for(daemon.port, "/startupz", 200)
+    wait_for(daemon.port, "/readyz", 200)
+    code, body = get(daemon.port, "/livez")
+    assert code == 200
+    status = get(daemon.port, "/status")[1]
+    assert status["log"]["caught_up"] is True  # type: ignore[index]
+
+
+def test_sidecar_restart_remembers_a_fatal_condition(tmp_path: Path,
+                                                      daemons: list[Daemon]) -> None:
+    log = tmp_path / "keycloak.log"
+    log.write_text(BOOT + FATAL)
+    daemons.append(daemon := Daemon(str(log)))
+    body = wait_for(daemon.port, "/livez", 503)
+    assert body["reasons"] == ["startup_fatal"]
+
+
+def test_stdin_source_and_end_of_input(tmp_path: Path, daemons: list[Daemon]) -> None:
+    read_end, write_end = os.pipe()
+    try:
+        daemons.append(daemon := Daemon("-", stdin=read_end))
+        os.write(write_end, (BOOT + FATAL).encode())
+        wait_for(daemon.port, "/livez", 503)
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+    # end of input: the daemon keeps serving what it knows
+    time.sleep(0.2)
+    assert get(daemon.port, "/livez")[0] == 503
+    assert daemon.stop()[0] == 0
+
+
+def test_missing_log_file_is_not_keycloaks_death(tmp_path: Path, daemons: list[Daemon]) -> None:
+    daemons.append(daemon := Daemon(str(tmp_path / "absent" / "keycloak.log")))
+    assert get(daemon.port, "/livez")[0] == 200
+    status = get(daemon.port, "/status")[1]
+    assert status["log"]["present"] is False  # type: ignore[index]
+
+
+def test_bad_setting_is_a_clear_error() -> None:
+    result = subprocess.run([sys.executable, "-m", "sidecar", "--listen", "0.0.0.0:8080",
+                             "--probe-timeout", "soon", "--check-config"],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert "collides with Keycloak HTTP" in result.stderr
+    assert "not a duration" in result.stderr
