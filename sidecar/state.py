@@ -24,6 +24,10 @@ _GONE_ERRORS = frozenset({"refused", "connection"})
 _RECENT_BOOT_SECONDS = 120.0
 _SEEN_VIEWS_MAX = 16
 _TIMEOUT_PAIR_SECONDS = 60.0
+_STARTUP_ONLY_CAUSES = frozenset({"tls", "config", "usage", "build", "deployment", "port_in_use"})
+#: degraded reasons that are routine once (a timeout under load, a peer not yet resolved
+#: during a scale-up): two within _TIMEOUT_PAIR_SECONDS are needed
+_REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable"})
 
 
 @dataclass(slots=True)
@@ -117,7 +121,7 @@ class MonitorState:
         self.db_error_at: float | None = None
         self.degraded_at: float | None = None
         self.degraded_reason = ""
-        self._last_request_timeout: float | None = None
+        self._last_routine_degraded: dict[str, float] = {}
         self.view: ClusterView | None = None
         self.view_since: float | None = None
         self._seen_views: list[tuple[str, int]] = []
@@ -190,6 +194,11 @@ class MonitorState:
             return dataclasses.replace(event, kind=EventKind.DB_UNAVAILABLE)
         if event.reason == "jvm":
             return dataclasses.replace(event, kind=EventKind.RUNTIME_FATAL, reason="jvm_crash")
+        if event.reason in _STARTUP_ONLY_CAUSES:
+            # e.g. a realm's key provider failing to load a keystore at runtime: not a reason
+            # to restart a server that started (bootstrap causes such as liquibase still
+            # count: 26.6+ runs migrations after the 'started' line)
+            return None
         return event
 
     def _record(self, event: LogEvent, now: float) -> bool:  # noqa: PLR0912
@@ -231,10 +240,12 @@ class MonitorState:
         return True
 
     def _record_degraded(self, reason: str, now: float) -> None:
-        """A single remote-command timeout is routine under load; two close together are
-        not.  Every other degraded reason counts at once."""
-        if reason == "request_timeout":
-            previous, self._last_request_timeout = self._last_request_timeout, now
+        """A single remote-command timeout or unreachable-peer warning is routine; two close
+        together are not.  Every other degraded reason (split brain, state transfer) counts
+        at once."""
+        if reason in _REPEATED_DEGRADED:
+            previous = self._last_routine_degraded.get(reason)
+            self._last_routine_degraded[reason] = now
             if previous is None or now - previous > _TIMEOUT_PAIR_SECONDS:
                 return
         self.degraded_at, self.degraded_reason = now, reason

@@ -190,3 +190,12 @@ def test_one_remote_timeout_is_routine_two_are_degraded() -> None:
     assert evaluate(state.snapshot(), T0 + 41, POLICY).ready.ok
     state.apply(ev(EventKind.CLUSTER_DEGRADED, "request_timeout"), T0 + 50)
     assert "cluster_degraded" in evaluate(state.snapshot(), T0 + 51, POLICY).ready.reasons
+
+
+def test_startup_only_causes_after_start_do_not_kill() -> None:
+    """A keystore error from a realm's key provider at runtime is not a startup failure."""
+    state = state_with((T0 + 30, STARTED))
+    assert state.apply(ev(EventKind.STARTUP_FATAL, "tls"), T0 + 100) == []
+    assert evaluate(state.snapshot(), T0 + 101, POLICY).live.ok
+    assert state.apply(ev(EventKind.STARTUP_FATAL, "liquibase"), T0 + 102)
+    assert not evaluate(state.snapshot(), T0 + 103, POLICY).live.ok
