@@ -68,14 +68,6 @@ _BARE_STARTERS = re.compile(
     r"WFLYSRV\d{4}|\[0\.\d+s\]\[warning\])"
 )
 
-_HEADER_BYTES_RE = re.compile(
-    rb"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[^ \t]*[ \t]+)?"  # kubectl timestamps
-    rb"(?:[^\n]{0,120}?)"  # any other short wrapper
-    rb"(?:(?:\x1b\[[0-9;]*m|\d\dm)*(?:\d{4}-\d\d-\d\d[ T])?\d\d:\d\d:\d\d[,.]\d{3}[^\n]{0,8}? "
-    rb"(?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL|SEVERE)\b"
-    rb"|\{\"|(?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL) +\[)"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Header:
@@ -238,8 +230,3 @@ def _parse_json(body: str) -> Header | None:
         layout="json",
         json_fields=fields,
     )
-
-
-def header_bytes_match(data: bytes, pos: int) -> bool:
-    """Fast bytes-level pre-check used by the pipeline before decoding a line."""
-    return _HEADER_BYTES_RE.match(data, pos) is not None

@@ -73,7 +73,6 @@ class ProbeTrack:
 
 @dataclass(frozen=True, slots=True)
 class ProbeSnapshot:
-    enabled: bool
     ok: bool | None  # None: no result yet
     failing_since: float | None
     positive_failing_since: float | None
@@ -396,7 +395,6 @@ def _probe_snapshot(track: ProbeTrack) -> ProbeSnapshot:
     if last is not None:
         initializing = any(not c.up and "initialized" in c.name.lower() for c in last.checks)
     return ProbeSnapshot(
-        enabled=True,
         ok=None if last is None else last.ok,
         failing_since=track.failing_since,
         positive_failing_since=track.positive_failing_since,
