@@ -14,6 +14,7 @@ import functools
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 # --- wrappers put in front of every physical line by tools (kubectl, compose, journald, ...)
 _WRAPPERS = (
@@ -65,7 +66,14 @@ _BARE_STARTERS = re.compile(
     r"\[KEYCLOAK DOCKER IMAGE\]|Added '|=+\s*$|\s*JBoss Bootstrap Environment|"
     r"Find more information at|Error: Could not create the Java|"
     r"Error occurred during initialization of VM|Keycloak \S+ on JVM|"
-    r"WFLYSRV\d{4}|\[0\.\d+s\]\[warning\])"
+    r"(?:ISPN|JGRP|WFLY[A-Z]*|KC-SERVICES|MSC|JBAS|ARJUNA|IJ)\d{4,6}:|"
+    r"\[0\.\d+s\]\[warning\])"
+)
+_CONTINUATION_STARTS = ("at ", "Caused by:", "...", "Suppressed:", "Error details:")
+# Kibana CSV export: "Oct 9, 2025 @ 17:06:39.736",INFO,"<message>","<host>","<logger>"
+_KIBANA_RE = re.compile(
+    r'"(?P<ts>[A-Z][a-z]{2} \d{1,2}, \d{4} @ [\d:.]+)",(?P<level>[A-Z]+),'
+    r'"(?P<message>(?:[^"]|"")*)"(?:,"[^"]*")?(?:,"(?P<category>[^"]*)")?'
 )
 
 
@@ -97,18 +105,25 @@ def strip_wrappers(line: str) -> tuple[str, float | None]:
 
 
 def is_header(line: str) -> bool:
-    """True when the line opens a new record (after its wrappers are removed)."""
-    body, _ = strip_wrappers(line)
-    if not body:
+    """True when the line opens a new record (after its wrappers are removed).
+
+    A line that a tool stamped with its own timestamp (kubectl --timestamps, log exports)
+    opens a record unless it looks like a Java continuation (indented, ``at``, ``Caused
+    by:``, ...): exports of message-only lines must not collapse into one record.
+    """
+    body, wrapper_ts = strip_wrappers(line)
+    if not body or body[0] in " \t":
         return False
-    first = body[0]
-    if first in " \t":
-        return False
-    if first == "{" and body.startswith('{"'):
-        return True
-    if _PLAIN_RE.match(body) or _NO_TIME_RE.match(body):
-        return True
-    return bool(_BARE_STARTERS.match(body) or _CATEGORY_ONLY_RE.match(body))
+    if wrapper_ts is not None:
+        return not body.startswith(_CONTINUATION_STARTS)
+    return bool(
+        body.startswith('{"')
+        or _PLAIN_RE.match(body)
+        or _NO_TIME_RE.match(body)
+        or _BARE_STARTERS.match(body)
+        or _CATEGORY_ONLY_RE.match(body)
+        or (body[0] == '"' and _KIBANA_RE.match(body))
+    )
 
 
 def parse_header(line: str) -> Header:
@@ -121,6 +136,17 @@ def parse_header(line: str) -> Header:
         parsed = _parse_json(body)
         if parsed is not None:
             return parsed
+    kibana = _KIBANA_RE.match(body) if body.startswith('"') else None
+    if kibana is not None:
+        return Header(
+            _norm_level(kibana.group("level")),
+            kibana.group("category") or "",
+            "",
+            kibana.group("message").replace('""', '"'),
+            _kibana_time(kibana["ts"]),
+            False,
+            "plain",
+        )
     match = _PLAIN_RE.match(body)
     if match is not None:
         return _plain_header(match, body, wrapper_ts)
@@ -161,6 +187,14 @@ def continuation_text(line: str) -> str:
     """A continuation line without the wrapper every physical line may carry."""
     body, _ = strip_wrappers(line)
     return body
+
+
+def _kibana_time(text: str) -> float | None:
+    try:
+        moment = datetime.strptime(text, "%b %d, %Y @ %H:%M:%S.%f")
+    except ValueError:
+        return None
+    return calendar.timegm(moment.timetuple()) + moment.microsecond / 1e6
 
 
 def _norm_level(level: str) -> str:

@@ -178,3 +178,32 @@ def test_user_rule_classifies(tmp_path: Path) -> None:
     result = run_cli("analyze", str(log), "--json", "--rules-file", str(rules))
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows[0]["event"] == "startup_fatal" and rows[0]["reason"] == "config"
+
+
+def test_exported_message_lines_stay_separate_records() -> None:
+    """A log export of timestamped message-only lines must not collapse into one record."""
+    lines = [
+        "2026-02-12T15:46:45.806Z\t Reloading JGroups Certificate",
+        "2026-02-12T15:47:00.604Z\tISPN000476: Timed out waiting for responses for request 1 "
+        "from keycloak-k1-2-59615 after 14.25 seconds",
+        "2026-02-12T15:47:01.604Z\tISPN000094: Received new cluster view for channel ISPN: "
+        "[keycloak-k1-0-1|7] (1) [keycloak-k1-0-1]",
+        "2026-02-12T15:47:02.604Z\tat org.infinispan.Foo.bar(Foo.java:1)",
+    ]
+    events = feed_all(lines)
+    assert [(e.kind, e.line) for e in events] == [(EventKind.CLUSTER_DEGRADED, 2),
+                                                   (EventKind.CLUSTER_VIEW, 3)]
+
+
+def test_kibana_csv_export() -> None:
+    lines = [
+        '"Oct 9, 2025 @ 17:06:39.736",INFO,"ISPN000093: Received new, MERGED cluster view for '
+        'channel ISPN: MergeView::[kc-1-10183|5] (2) [kc-1-10183, kc-0-2], 2 subgroups: '
+        '[kc-1-10183|4] (1) [kc-1-10183], [kc-0-2|1] (1) [kc-0-2]","kc-1","org.infinispan.CLUSTER"',
+        '"Oct 9, 2025 @ 17:06:40.001",INFO,"ISPN100000: Node kc-0-2 joined the cluster","kc-1",'
+        '"org.infinispan.CLUSTER"',
+    ]
+    events = feed_all(lines)
+    assert [e.kind for e in events] == [EventKind.CLUSTER_VIEW, EventKind.NODE_JOINED]
+    assert events[0].view is not None and events[0].view.merged
+    assert events[1].node == "kc-0-2"
