@@ -112,7 +112,7 @@ class KubeTuning:
     request_timeout_seconds: float = 10.0
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 30.0
-    verdict_interval_seconds: float = 1.0
+    verdict_interval_seconds: float = 0.25  # how soon a wanted kill takes its slot
     lease_retry_seconds: float = 2.0
     log_idle_seconds: float = 0.5
     log_since_margin_seconds: int = 10

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -353,3 +355,33 @@ def test_module_import_does_not_load_kubernetes_asyncio() -> None:
         cwd=Path(__file__).parent.parent,
     )
     assert result.stdout.strip() == "False"
+
+
+def test_slim_import_loads_only_what_the_sidecar_uses(tmp_path: Path) -> None:
+    """In a fresh process the Kubernetes client comes without its ~700 model modules."""
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: abc}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u, namespace: ns}}]\n"
+    )
+    script = (
+        "import asyncio, sys\n"
+        "from sidecar.kube import connect\n"
+        "from sidecar.settings import load_settings\n"
+        f"settings = load_settings({{'kubeconfig': {str(kubeconfig)!r}}}, {{}})\n"
+        "async def main():\n"
+        "    api = await connect(settings, {}, 1.0)\n"
+        "    async with api:\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+        "loaded = [m for m in sys.modules if m.startswith('kubernetes_asyncio')]\n"
+        "print(len(loaded), 'kubernetes_asyncio.client.models.v1_pod' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    count, has_models = result.stdout.split()
+    assert int(count) < 50
+    assert has_models == "False"

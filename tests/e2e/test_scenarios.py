@@ -146,7 +146,9 @@ async def scenario_silent_hang_killed_once_per_hang(c: Cluster) -> None:
     for started, killed in zip(starts, c.kills(K0), strict=False):
         hung_for = killed - started
         # the sidecar's deadline (1200 s), well before the kubelet's startup budget (1800 s)
-        assert 1200 - spawn_slack <= hung_for <= 1200 + LIVENESS_REACTION_SECONDS + 30, hung_for
+        # (the same real second of scheduling slack applies to the sidecar's own reaction)
+        upper = 1200 + LIVENESS_REACTION_SECONDS + 30 + spawn_slack
+        assert 1200 - spawn_slack <= hung_for <= upper, hung_for
 
 
 @scenario(
