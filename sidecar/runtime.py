@@ -24,12 +24,13 @@ from sidecar.probe import ProbeResult
 from sidecar.rules import Rule
 from sidecar.settings import Settings
 from sidecar.state import MonitorState
-from sidecar.workers import Prober, Tailer, verdict_worker
+from sidecar.workers import Prober, Tailer, verdict_worker, wait_or_stop
 
 log = logging.getLogger(__name__)
 
 VERDICT_INTERVAL_SECONDS = 0.25
 SHUTDOWN_TIMEOUT_SECONDS = 2.0
+_RECOVERY_POLL_SECONDS = 0.05
 
 
 class WorkerExitedError(RuntimeError):
@@ -155,9 +156,11 @@ async def _run_workers(
             recovered.set()
         if settings.probe_targets():
             prober = Prober(ctx, record_probe, _ssl_context(settings))
-            jobs["probe-worker"] = lambda: _after(recovered, stop, prober.run(stop, session))
+            jobs["probe-worker"] = lambda: _after(
+                recovered, stop, lambda: prober.run(stop, session)
+            )
         if not settings.no_kubernetes:
-            jobs["kube-worker"] = lambda: _after(recovered, stop, _kube(ctx, stop))
+            jobs["kube-worker"] = lambda: _after(recovered, stop, lambda: _kube(ctx, stop))
         async with asyncio.TaskGroup() as group:
             for name, job in jobs.items():
                 group.create_task(_guard(name, job, stop), name=name)
@@ -207,19 +210,15 @@ class _StdinWaiter:
             loop.remove_reader(fd)
 
 
-async def _after(event: asyncio.Event, stop: asyncio.Event, job: Awaitable[None]) -> None:
-    waiter = asyncio.ensure_future(event.wait())
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        stopper.cancel()
-    if stop.is_set():
-        if asyncio.iscoroutine(job):
-            job.close()
-        return
-    await job
+async def _after(
+    event: asyncio.Event, stop: asyncio.Event, job: Callable[[], Awaitable[None]]
+) -> None:
+    """Start ``job`` once ``event`` is set (the log replay finished), unless stopping."""
+    while not event.is_set():
+        if stop.is_set():
+            return
+        await wait_or_stop(stop, _RECOVERY_POLL_SECONDS)
+    await job()
 
 
 async def _guard(name: str, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
