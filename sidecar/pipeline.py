@@ -64,7 +64,6 @@ class Pipeline:
         self._carry = b""
         self._carry_line = 1
         self._last_log_time: float | None = None
-        self.lines_total = 0
         self.records_classified = 0
         self.records_truncated = 0
 
@@ -73,13 +72,9 @@ class Pipeline:
         """Consume complete lines; the last record is held until the next header or flush."""
         if not chunk:
             return []
-        chunk_lines = chunk.count(b"\n")
-        self.lines_total += chunk_lines
-        carry_lines = self._carry.count(b"\n")
         data = self._carry + chunk if self._carry else chunk
         tail = self._last_record_start(data)
-        events = self._process(data, 0, tail, self._carry_line, now)
-        self._carry_line += carry_lines + chunk_lines - data.count(b"\n", tail)
+        events = self._process_region(data, tail, now)
         self._carry = data[tail:]
         return events
 
@@ -88,9 +83,18 @@ class Pipeline:
         if not self._carry:
             return []
         data, self._carry = self._carry, b""
-        events = self._process(data, 0, len(data), self._carry_line, now)
-        self._carry_line += data.count(b"\n")
+        return self._process_region(data, len(data), now)
+
+    def _process_region(self, data: bytes, end: int, now: float | None) -> list[LogEvent]:
+        """Process ``data[:end]``; every newline in it is counted exactly once."""
+        events, counted_to, counted_line = self._process(data, 0, end, self._carry_line, now)
+        self._carry_line = counted_line + data.count(b"\n", counted_to, end)
         return events
+
+    @property
+    def lines_total(self) -> int:
+        """Lines fed so far (the pending record included)."""
+        return self._carry_line - 1 + self._carry.count(b"\n")
 
     @property
     def has_pending(self) -> bool:
@@ -104,7 +108,8 @@ class Pipeline:
     # --- framing ------------------------------------------------------------------------------
     def _process(
         self, data: bytes, start: int, end: int, base_line: int, now: float | None
-    ) -> list[LogEvent]:
+    ) -> tuple[list[LogEvent], int, int]:
+        """Events of the records in ``data[start:end]``, and how far lines were counted."""
         events: list[LogEvent] = []
         position = start
         counted_to, counted_line = start, base_line
@@ -129,7 +134,7 @@ class Pipeline:
                     break
             if restart is None:
                 break
-        return events
+        return events, counted_to, counted_line
 
     def _hits(self, data: bytes, start: int, end: int, boot_scan: bool) -> list[int]:
         if boot_scan:
