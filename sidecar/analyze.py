@@ -15,7 +15,6 @@ from typing import TextIO
 
 from sidecar.events import LogEvent
 from sidecar.health import Policy, Verdicts, evaluate
-from sidecar.layout import parse_header
 from sidecar.logfile import LineFramer
 from sidecar.pipeline import Pipeline
 from sidecar.rules import Rule
@@ -99,24 +98,12 @@ def analyze(
             now = event.timestamp if event.timestamp is not None else 0.0
             on_event(event, evaluate(state.snapshot(), now, policy))
 
-    first = True
     for chunk in blocks:
-        if first:
-            first = False
-            _rebase_initial_boot(state, chunk)
         deliver(pipeline.feed(chunk))
     deliver(pipeline.flush())
     now = pipeline.last_log_time if pipeline.last_log_time is not None else 0.0
     verdicts = evaluate(state.snapshot(), now, policy)
     return AnalyzeResult(verdicts, pipeline.lines_total, dict(state.events_total), state)
-
-
-def _rebase_initial_boot(state: MonitorState, chunk: bytes) -> None:
-    """The implicit first boot begins at the first timestamp of the log."""
-    first_line = chunk.split(b"\n", 1)[0].decode("utf-8", "replace")
-    stamp = parse_header(first_line).timestamp
-    if stamp is not None:
-        state.boot.started_at = stamp
 
 
 def verdict_json(verdicts: Verdicts) -> dict[str, object]:

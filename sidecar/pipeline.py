@@ -39,6 +39,10 @@ class EventSink(Protocol):
         """True while a boot is in progress: scan for every rule, not only runtime anchors."""
         ...
 
+    def log_time_started(self, stamp: float) -> None:
+        """Log time mode: the first timestamp the log carries (where its history begins)."""
+        ...
+
 
 class Pipeline:
     """Frames, classifies and applies.  ``now=None`` means: take time from the log."""
@@ -223,6 +227,8 @@ class Pipeline:
         if record.header.time_only and last is not None:
             days = (last - stamp + _HALF_DAY_SECONDS) // _DAY_SECONDS
             stamp += max(days, 0.0) * _DAY_SECONDS
+        if last is None:
+            self._sink.log_time_started(stamp)
         if last is None or stamp >= last or last - stamp > _DAY_SECONDS:
             self._last_log_time = stamp
         return stamp

@@ -177,6 +177,12 @@ class MonitorState:
                 self.startup_fatal_total[item.reason] += 1
         return recorded
 
+    def log_time_started(self, stamp: float) -> None:
+        """A replay in log time reached the log's first timestamp: the boot the log begins
+        with (no boot line seen yet) started no later than that."""
+        if self.boot.number == 0 and self.boot.cause == "initial":
+            self.boot.started_at = stamp
+
     def _boot_decision(self, event: LogEvent) -> str:
         """'' (same boot), 'name' (the boot seen so far gets its first marker), or 'new'."""
         boot = self.boot

@@ -98,7 +98,8 @@ class Tailer:
         else:
             if not self._replayed_any:
                 self._replayed_any = True
-                ctx.state.boot.started_at = _first_timestamp(chunk)
+                # history is replayed in log time: its origin until the first timestamp
+                ctx.state.boot.started_at = 0.0
             ctx.pipeline.feed(chunk, None)
         ctx.state.last_line_at = now
 
@@ -128,16 +129,6 @@ class Tailer:
                 log.info("Log source available")
             else:
                 log.warning("Log source missing; waiting for it (no verdict depends on it)")
-
-
-def _first_timestamp(chunk: bytes) -> float:
-    from sidecar.layout import parse_header
-
-    for raw in chunk.split(b"\n", 20)[:20]:
-        stamp = parse_header(raw.decode("utf-8", "replace")).timestamp
-        if stamp is not None:
-            return stamp
-    return 0.0
 
 
 class Prober:

@@ -176,3 +176,16 @@ def test_database_causes_of_a_failed_start_never_kill(cause: str) -> None:
                           f"{prefix}{cause}")
     assert [e["reason"] for e in events] == ["failed_to_start", "db_unreachable"]
     assert verdict["live"] is True
+
+
+def test_a_log_starting_without_timestamps_is_not_a_hung_boot() -> None:
+    """The boot's clock starts at the log's first timestamp, wherever that line is."""
+    events, verdict = run(
+        "Updating the configuration and installing your custom providers, if any. Please wait.\n"
+        "2025-12-25 13:24:34,544 INFO  [io.quarkus.deployment.QuarkusAugmentor] (main) Quarkus "
+        "augmentation completed in 10898ms\n"
+        "2025-12-25 13:24:39,702 WARN  [org.infinispan.PERSISTENCE] (keycloak-cache-init) "
+        "ISPN000554: jboss-marshalling is deprecated and planned for removal"
+    )
+    assert "startup_hung" not in verdict["reasons"]
+    assert verdict["live"] is True
