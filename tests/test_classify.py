@@ -187,5 +187,6 @@ def test_a_log_starting_without_timestamps_is_not_a_hung_boot() -> None:
         "2025-12-25 13:24:39,702 WARN  [org.infinispan.PERSISTENCE] (keycloak-cache-init) "
         "ISPN000554: jboss-marshalling is deprecated and planned for removal"
     )
+    assert [e["event"] for e in events][:2] == ["boot", "startup_progress"]
     assert "startup_hung" not in verdict["reasons"]
     assert verdict["live"] is True
