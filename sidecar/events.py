@@ -44,6 +44,9 @@ STARTUP_FATAL_REASONS: frozenset[str] = frozenset(
     }
 )
 
+#: Startup-fatal causes that are the shared database's, not Keycloak's: a restart cannot help.
+DATABASE_FATAL_REASONS: frozenset[str] = frozenset({"db_unreachable"})
+
 #: Reason codes a ``runtime_fatal`` can carry.
 RUNTIME_FATAL_REASONS: frozenset[str] = frozenset({"out_of_memory", "jvm_crash"})
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sidecar.events import DATABASE_FATAL_REASONS
 from sidecar.membership import MembershipAssessment, assess_membership
 from sidecar.settings import Settings
 from sidecar.state import HealthSnapshot, ProbeSnapshot
@@ -38,7 +39,6 @@ REASONS: tuple[str, ...] = (
     "cluster_peers_missing",
     "kill_deferred",
 )
-_DB_REASONS = frozenset({"db_unreachable"})
 _GENERIC_FATAL = frozenset({"failed_to_start"})
 
 
@@ -192,12 +192,14 @@ def _kill_checks(
 
 def _fatal_check(snap: HealthSnapshot) -> Check:
     reasons = set(snap.fatal_reasons)
-    if snap.fatal_at is None or not reasons - _DB_REASONS:
+    if snap.fatal_at is None or not reasons - DATABASE_FATAL_REASONS:
         return Check("startup", True)
-    if reasons & _DB_REASONS and not reasons - _DB_REASONS - _GENERIC_FATAL:
+    if reasons & DATABASE_FATAL_REASONS and not reasons - DATABASE_FATAL_REASONS - _GENERIC_FATAL:
         # "Failed to start server" caused by an unreachable database: a restart cannot help
         return Check("startup", True, detail="database unreachable at startup")
-    specific = [r for r in snap.fatal_reasons if r not in _GENERIC_FATAL and r not in _DB_REASONS]
+    specific = [
+        r for r in snap.fatal_reasons if r not in _GENERIC_FATAL and r not in DATABASE_FATAL_REASONS
+    ]
     return Check(
         "startup", False, "startup_fatal", snap.fatal_at, (specific or list(snap.fatal_reasons))[0]
     )

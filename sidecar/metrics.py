@@ -31,7 +31,7 @@ from sidecar import __version__
 from sidecar.context import Context
 from sidecar.events import STARTUP_FATAL_REASONS, EventKind
 from sidecar.health import REASONS, Verdicts
-from sidecar.probe import ProbeResult
+from sidecar.probe import ERROR_CLASSES, ProbeResult
 
 PREFIX: Final = "keycloak_sidecar_"
 #: 1 ms .. 10 s: a local health endpoint answers in milliseconds, the probe timeout is seconds
@@ -50,8 +50,8 @@ PROBE_BUCKETS_SECONDS: Final = (
     5.0,
     10.0,
 )
-#: ``ProbeResult.error`` classes (probe.py); anything else is counted as "other"
-PROBE_ERRORS: Final = ("timeout", "refused", "connection", "tls", "http_status", "body")
+#: ``ProbeResult.error`` classes; anything else is counted as "other"
+PROBE_ERRORS: Final = ERROR_CLASSES
 VERDICT_NAMES: Final = ("started", "live", "ready")
 
 

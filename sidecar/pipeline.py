@@ -122,7 +122,7 @@ class Pipeline:
             hits = self._hits(data, position, end, boot_scan)
             if not hits:
                 break
-            restart = None
+            mode_changed = False
             for hit in hits:
                 if hit < position or (not boot_scan and _boring_ispn(data, hit)):
                     continue
@@ -134,9 +134,9 @@ class Pipeline:
                 position = record_end
                 events.extend(self._apply(record, now))
                 if self._sink.wants_boot_scan() != boot_scan:
-                    restart = position
+                    mode_changed = True  # rescan the rest with the other needle set
                     break
-            if restart is None:
+            if not mode_changed:
                 break
         return events, counted_to, counted_line
 

@@ -28,6 +28,8 @@ MAX_BODY_BYTES: Final = 64 * 1024
 """At most this much of a response body is read; the rest is discarded with the connection."""
 
 USER_AGENT: Final = f"keycloak-sidecar/{__version__}"
+#: every value ``ProbeResult.error`` takes besides "" (bounded metric label values)
+ERROR_CLASSES: Final = ("timeout", "refused", "connection", "tls", "http_status", "body")
 _REQUEST_HEADERS: Final = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 _HEALTH_STATUSES: Final = frozenset({"UP", "DOWN"})
 

@@ -13,13 +13,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sidecar.events import ClusterView, EventKind, LogEvent
+from sidecar.events import DATABASE_FATAL_REASONS, ClusterView, EventKind, LogEvent
 from sidecar.membership import KubeFacts
 
 if TYPE_CHECKING:  # the prober (and aiohttp) stays out of `analyze`'s start-up
     from sidecar.probe import ProbeResult
 
-_NON_KILL_FATAL = frozenset({"db_unreachable"})
 _GONE_ERRORS = frozenset({"refused", "connection"})
 _RECENT_BOOT_SECONDS = 120.0
 _SEEN_VIEWS_MAX = 16
@@ -195,7 +194,7 @@ class MonitorState:
         started = self.boot.complete_at is not None and not self.boot.embedded
         if event.kind is not EventKind.STARTUP_FATAL or not started:
             return event
-        if event.reason == "db_unreachable":
+        if event.reason in DATABASE_FATAL_REASONS:
             return dataclasses.replace(event, kind=EventKind.DB_UNAVAILABLE)
         if event.reason == "jvm":
             return dataclasses.replace(event, kind=EventKind.RUNTIME_FATAL, reason="jvm_crash")
@@ -219,7 +218,7 @@ class MonitorState:
                 boot.complete_at, boot.embedded = now, False
             boot.last_progress_at = now
         elif kind is EventKind.STARTUP_FATAL:
-            if event.reason in _NON_KILL_FATAL:
+            if event.reason in DATABASE_FATAL_REASONS:
                 self.db_error_at = now
             if boot.fatal_at is None:
                 boot.fatal_at, boot.fatal_code = now, event.code
