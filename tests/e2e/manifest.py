@@ -17,6 +17,7 @@ runs here reads them.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -188,10 +189,30 @@ def _rewrite_paths(text: str, mounts: dict[str, Path]) -> str:
     return pattern.sub(lambda m: local[m.group(1)], text)
 
 
+def _below_ephemeral_range() -> itertools.count[int]:
+    """Ports below the kernel's ephemeral range, so that no client connection of the many
+    processes a scenario runs can take a port between its allocation and its bind."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    start = max(10_000, low - 12_000) + (os.getpid() % 200) * 50
+    return itertools.count(start)
+
+
+_NEXT_PORT = _below_ephemeral_range()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port that is bindable now and handed out once per process."""
+    for port in _NEXT_PORT:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("unreachable: itertools.count never ends")
 
 
 def localize(template: PodTemplate, ordinal: int, root: Path, kubeconfig: Path) -> LocalPod:
