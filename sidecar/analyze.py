@@ -22,7 +22,7 @@ from sidecar.state import MonitorState
 
 EXIT_OK = 0
 EXIT_UNUSABLE = 2
-_BLOCK_BYTES = 1 << 20
+_BLOCK_BYTES = 1 << 18
 _BINARY_SAMPLE_BYTES = 4096
 _BINARY_RATIO = 0.3
 

@@ -46,6 +46,11 @@ STARTUP_FATAL_REASONS: frozenset[str] = frozenset(
 
 #: Startup-fatal causes that are the shared database's, not Keycloak's: a restart cannot help.
 DATABASE_FATAL_REASONS: frozenset[str] = frozenset({"db_unreachable"})
+#: causes that matter only while a server starts: ignored once it has started (a realm's
+#: keystore failing at runtime is no reason to restart a running server)
+STARTUP_ONLY_REASONS: frozenset[str] = frozenset(
+    {"tls", "config", "usage", "build", "deployment", "port_in_use"}
+)
 
 #: Reason codes a ``runtime_fatal`` can carry.
 RUNTIME_FATAL_REASONS: frozenset[str] = frozenset({"out_of_memory", "jvm_crash"})

@@ -55,9 +55,36 @@ class LineFramer:
         cap = self.max_line_bytes
         if len(data) <= cap:
             return self._feed_block(data)
+        if self._is_plain(data):
+            return self._feed_plain(data)
         return b"".join(
             self._feed_block(data[start : start + cap]) for start in range(0, len(data), cap)
         )
+
+    def _is_plain(self, data: bytes) -> bool:
+        """No CR, nothing to discard, and no line that reaches the cap: nothing to change."""
+        if self._discarding or b"\r" in data or b"\r" in self._pending:
+            return False
+        cap = self.max_line_bytes
+        first_newline = data.find(b"\n", 0, cap + 1)
+        if first_newline < 0 or len(self._pending) + first_newline >= cap:
+            return False
+        # hop from line to line a cap's width at a time: each window must hold a newline
+        position = first_newline + 1
+        while len(data) - position >= cap:
+            newline = data.rfind(b"\n", position, position + cap)
+            if newline < 0:
+                return False
+            position = newline + 1
+        return True
+
+    def _feed_plain(self, data: bytes) -> bytes:
+        """Fast path for :meth:`_is_plain` data: at most one copy of the complete lines."""
+        last_newline = data.rfind(b"\n")
+        pending, self._pending = self._pending, data[last_newline + 1 :]
+        if pending:
+            return b"".join((pending, memoryview(data)[: last_newline + 1]))
+        return data if last_newline == len(data) - 1 else data[: last_newline + 1]
 
     def flush(self) -> bytes:
         """End the pending partial line as a complete line (``b""`` if there is none)."""

@@ -23,6 +23,7 @@ from sidecar.rules import (
     RUNTIME_ISPN_CODES,
     Rule,
 )
+from sidecar.scan import Scanner, best_scanner
 
 _DAY_SECONDS = 86400.0
 _HALF_DAY_SECONDS = 43200.0
@@ -48,14 +49,17 @@ class Pipeline:
     """Frames, classifies and applies.  ``now=None`` means: take time from the log."""
 
     def __init__(
-        self, rules: Sequence[Rule], sink: EventSink, *, max_record_lines: int = 512
+        self,
+        rules: Sequence[Rule],
+        sink: EventSink,
+        *,
+        max_record_lines: int = 512,
+        scanner: Scanner | None = None,
     ) -> None:
         self._rules = tuple(rules)
-        # after startup, plain progress lines cannot change anything: skip their rules
-        self._runtime_rules = tuple(
-            r for r in rules if r.event != "startup_progress" or r.boot_marker
-        )
+        self._runtime_rules = runtime_rules(rules)
         self._sink = sink
+        self._scan = scanner or best_scanner()
         self._max_record_lines = max_record_lines
         rule_needles = [r.contains.encode() for r in rules if r.contains]
         self._boot_needles = _minimal_needles(
@@ -76,9 +80,16 @@ class Pipeline:
         """Consume complete lines; the last record is held until the next header or flush."""
         if not chunk:
             return []
-        data = self._carry + chunk if self._carry else chunk
+        events: list[LogEvent] = []
+        data = chunk
+        if self._carry:
+            if self._is_header_at(chunk, 0):
+                # the pending record ended with the last chunk: no copy of this one needed
+                events = self.flush(now)
+            else:
+                data = self._carry + chunk
         tail = self._last_record_start(data)
-        events = self._process_region(data, tail, now)
+        events += self._process_region(data, tail, now)
         self._carry = data[tail:]
         return events
 
@@ -147,13 +158,7 @@ class Pipeline:
             needles = self._runtime_json
         else:
             needles = self._runtime_plain
-        found: set[int] = set()
-        for needle in needles:
-            index = data.find(needle, start, end)
-            while index != -1:
-                found.add(index)
-                index = data.find(needle, index + 1, end)
-        return sorted(found)
+        return self._scan(data, needles, start, end)
 
     def _record_bounds(self, data: bytes, hit: int, floor: int, end: int) -> tuple[int, int]:
         """The record around ``hit``: back to its header line, forward to the next header."""
@@ -238,6 +243,11 @@ _QUARKUS_HEADER = re.compile(
     rb'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:TRACE|DEBUG|INFO |WARN |ERROR|FATAL) \[|\{"'
 )
 _CONTINUATIONS = (b"\tat ", b"\t... ", b"Caused by: ", b"    at ", b"\tSuppressed: ")
+
+
+def runtime_rules(rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    """The rules that still matter after startup: plain progress lines change nothing."""
+    return tuple(r for r in rules if r.event != "startup_progress" or r.boot_marker)
 
 
 def _boring_ispn(data: bytes, hit: int) -> bool:

@@ -13,7 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sidecar.events import DATABASE_FATAL_REASONS, ClusterView, EventKind, LogEvent
+from sidecar.events import (
+    DATABASE_FATAL_REASONS,
+    STARTUP_ONLY_REASONS,
+    ClusterView,
+    EventKind,
+    LogEvent,
+)
 from sidecar.membership import KubeFacts
 
 if TYPE_CHECKING:  # the prober (and aiohttp) stays out of `analyze`'s start-up
@@ -23,7 +29,6 @@ _GONE_ERRORS = frozenset({"refused", "connection"})
 _RECENT_BOOT_SECONDS = 120.0
 _SEEN_VIEWS_MAX = 16
 _TIMEOUT_PAIR_SECONDS = 60.0
-_STARTUP_ONLY_CAUSES = frozenset({"tls", "config", "usage", "build", "deployment", "port_in_use"})
 #: degraded reasons that are routine once (a timeout under load, a peer not yet resolved
 #: during a scale-up): two within _TIMEOUT_PAIR_SECONDS are needed
 _REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable"})
@@ -198,7 +203,7 @@ class MonitorState:
             return dataclasses.replace(event, kind=EventKind.DB_UNAVAILABLE)
         if event.reason == "jvm":
             return dataclasses.replace(event, kind=EventKind.RUNTIME_FATAL, reason="jvm_crash")
-        if event.reason in _STARTUP_ONLY_CAUSES:
+        if event.reason in STARTUP_ONLY_REASONS:
             # e.g. a realm's key provider failing to load a keystore at runtime: not a reason
             # to restart a server that started (bootstrap causes such as liquibase still
             # count: 26.6+ runs migrations after the 'started' line)

@@ -484,6 +484,37 @@ def test_framer_random_chunking(seed: int) -> None:
     assert framer.lines_truncated == expected_cuts
 
 
+@pytest.mark.parametrize("seed", range(200))
+def test_framer_big_chunks_without_cr(seed: int) -> None:
+    """Chunks far larger than the cap, mostly without CR: the no-copy fast path and its exits."""
+    rng = random.Random(5000 + seed)
+    cap = rng.choice([2, 5, 16, 100])
+    lines = [random_line(rng, cap).replace(b"\r", b"a") for _ in range(rng.randrange(1, 120))]
+    if rng.random() < 0.2:
+        lines[rng.randrange(len(lines))] += b"\r\n"  # the odd CRLF forces the careful path
+    stream = b"".join(lines)
+    model = StreamModel(cap)
+    model.write(stream)
+    framer = LineFramer(cap)
+    out = []
+    position = 0
+    while position < len(stream):
+        size = rng.randrange(1, 30 * cap)
+        out.append(framer.feed(stream[position : position + size]))
+        position += size
+    out.append(framer.flush())
+    model.boundary()
+    assert lines_of(b"".join(out)) == model.lines
+
+
+def test_framer_passes_short_lines_through_without_copying() -> None:
+    data = b"".join(b"line %d\n" % n for n in range(1000))
+    framer = LineFramer(64)
+    assert framer.feed(data) is data
+    assert framer.feed(b"partial") == b""
+    assert framer.feed(b" end\n" + data) == b"partial end\n" + data
+
+
 def test_framer_rejects_nonpositive_cap() -> None:
     with pytest.raises(ValueError):
         LineFramer(0)
