@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from sidecar import libc
 from sidecar.events import LogEvent
 from sidecar.health import Policy, Verdicts, evaluate
 from sidecar.logfile import LineFramer
@@ -22,7 +23,7 @@ from sidecar.state import MonitorState
 
 EXIT_OK = 0
 EXIT_UNUSABLE = 2
-_BLOCK_BYTES = 1 << 18
+_BLOCK_BYTES = 1 << 19
 _BINARY_SAMPLE_BYTES = 4096
 _BINARY_RATIO = 0.3
 
@@ -42,6 +43,7 @@ class AnalyzeResult:
 def read_blocks(path: str, max_line_bytes: int) -> Iterator[bytes]:
     """Complete, capped lines from a file or ``-`` (stdin), in large blocks."""
     framer = LineFramer(max_line_bytes)
+    libc.reuse_freed_blocks(_BLOCK_BYTES)
     if path == "-":
         stream = sys.stdin.buffer
         yield from _framed(iter(lambda: stream.read(_BLOCK_BYTES), b""), framer)

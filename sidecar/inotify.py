@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import struct
+
+from sidecar import libc
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +56,10 @@ class InotifyApi:
 
     def __init__(self) -> None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if not hasattr(libc, "inotify_init1"):
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            self._init1 = libc.inotify_init1
-            self._add_watch = libc.inotify_add_watch
-            self._rm_watch = libc.inotify_rm_watch
+            c_library = libc.load()
+            self._init1 = c_library.inotify_init1
+            self._add_watch = c_library.inotify_add_watch
+            self._rm_watch = c_library.inotify_rm_watch
         except (AttributeError, TypeError) as error:
             raise OSError(f"inotify unavailable: {error}") from error
         self._init1.argtypes = [ctypes.c_int]

@@ -14,10 +14,11 @@ alive for the whole call, so the address of its buffer stays valid; every call i
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 from collections.abc import Callable, Iterable
+
+from sidecar import libc
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,7 @@ class MemmemScanner:
 
     def __init__(self) -> None:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            memmem = libc.memmem
+            memmem = libc.load().memmem
         except (OSError, AttributeError) as error:
             raise OSError(f"memmem is not available: {error}") from error
         memmem.restype = ctypes.c_void_p
