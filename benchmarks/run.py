@@ -515,6 +515,13 @@ def shown_command(cfg: Config, command: str, path: Path) -> str:
     return shown.replace(" ".join(shlex.quote(a) for a in cfg.sidecar), cfg.sidecar_shown)
 
 
+def warm_page_cache(path: Path) -> None:
+    """Read the file once, as ``cat FILE > /dev/null`` would: no tool pays for the disk."""
+    with path.open("rb", buffering=0) as handle:
+        while handle.read(8 << 20):
+            pass
+
+
 def measure_throughput_file(
     cfg: Config, tools: dict[str, bool], sidecar_reason: str, log_format: str, lines: int
 ) -> list[Row]:
@@ -532,6 +539,7 @@ def measure_throughput_file(
             rows.append(not_available(section, f"{label}: {tool}", reason, goals[tool]))
             continue
         try:
+            warm_page_cache(path)  # every tool starts from the same, cached, file
             timed = time_command(command, runs, warmup, tools, cfg.out_dir)
         except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
             rows.append(not_available(section, f"{label}: {tool}", str(exc)[:100], goals[tool]))

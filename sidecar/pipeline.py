@@ -1,7 +1,7 @@
 """Byte chunks of complete lines -> records -> events -> state.
 
 The hot path stays at C speed: lines are counted with ``bytes.count``, candidate lines are
-found with a few ``bytes.find`` scans over the whole chunk (the substring pre-filter), and
+found with a few substring scans over the whole chunk (the pre-filter, ``scan.py``), and
 only candidate lines are framed into records (header + continuation lines), decoded,
 parsed and classified.  While a boot is in progress every rule's substring is a candidate;
 after startup only a handful of anchors that cover the runtime rules are scanned for.

@@ -12,8 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from ci_tools import describe, run, tool
-from prometheus_client.parser import text_string_to_metric_families
-from test_metrics import (
+from daemon_harness import (
     BOOT_MARKER_LINE,
     LIQUIBASE_LINE,
     RAW_FRAGMENTS,
@@ -25,6 +24,7 @@ from test_metrics import (
     kube_facts,
     make_harness,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import __version__
 from sidecar.events import EventKind
