@@ -139,7 +139,31 @@ class LineFramer:
         return line
 
 
-class LogFile:
+class _LineSource:
+    """What both sources share: the framer and the replay and error flags."""
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self._framer = LineFramer(max_line_bytes)
+        self._caught_up = False
+        self._last_error = ""
+
+    @property
+    def caught_up(self) -> bool:
+        """A read reached the end of what there is (end of file, no file, no more input) at
+        least once: the replay of the history is done."""
+        return self._caught_up
+
+    @property
+    def lines_truncated(self) -> int:
+        return self._framer.lines_truncated
+
+    @property
+    def last_error(self) -> str:
+        """``""``, or the last I/O problem seen by the latest poll (cleared by a clean poll)."""
+        return self._last_error
+
+
+class LogFile(_LineSource):
     """One path as one perpetual stream of lines, across rotation, truncation and absence.
 
     Starts at offset 0 of the existing file, then follows appends.  At end of file it checks:
@@ -160,8 +184,8 @@ class LogFile:
             read_block_bytes = min(max_line_bytes, _ONE_MIB)
         if read_block_bytes < 1:
             raise ValueError("read_block_bytes must be at least 1")
+        super().__init__(max_line_bytes)
         self.path = path
-        self._framer = LineFramer(max_line_bytes)
         self._read_block_bytes = read_block_bytes
         self._fd: int | None = None
         self._identity: tuple[int, int] = (0, 0)
@@ -170,10 +194,8 @@ class LogFile:
         self._path_present = False
         self._recheck_before_switch = False
         self._closed = False
-        self._caught_up = False
         self._rotations = 0
         self._truncations = 0
-        self._last_error = ""
         self._error_in_poll = False
         self._mtime_wall: float | None = None
         self._condition = ""
@@ -184,26 +206,12 @@ class LogFile:
         return self._fd is not None and self._path_present
 
     @property
-    def caught_up(self) -> bool:
-        """A poll reached end of file, or found no file, at least once (replay is done)."""
-        return self._caught_up
-
-    @property
-    def lines_truncated(self) -> int:
-        return self._framer.lines_truncated
-
-    @property
     def rotations(self) -> int:
         return self._rotations
 
     @property
     def truncations(self) -> int:
         return self._truncations
-
-    @property
-    def last_error(self) -> str:
-        """``""``, or the last I/O problem seen by the latest poll (cleared by a clean poll)."""
-        return self._last_error
 
     @property
     def mtime_wall(self) -> float | None:
@@ -340,7 +348,7 @@ class LogFile:
         logger.log(level, message, extra={"log_path": self.path, "detail": self._last_error})
 
 
-class StdinReader:
+class StdinReader(_LineSource):
     """``--log-file -``: lines from a pipe or terminal, read without blocking.
 
     Interchangeable with ``LogFile``: same framing and the same attributes (no rotation or
@@ -348,15 +356,13 @@ class StdinReader:
     """
 
     def __init__(self, fd: int = 0, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        super().__init__(max_line_bytes)
         self._fd = fd
-        self._framer = LineFramer(max_line_bytes)
         self._read_block_bytes = min(max_line_bytes, _ONE_MIB)
         self._was_blocking = os.get_blocking(fd)
         os.set_blocking(fd, False)
         self._eof = False
         self._closed = False
-        self._caught_up = False
-        self._last_error = ""
         self.rotations = 0
         self.truncations = 0
         self.mtime_wall: float | None = None
@@ -368,19 +374,6 @@ class StdinReader:
     @property
     def present(self) -> bool:
         return not (self._eof or self._closed)
-
-    @property
-    def caught_up(self) -> bool:
-        """A read found no more data (or end of input) at least once."""
-        return self._caught_up
-
-    @property
-    def lines_truncated(self) -> int:
-        return self._framer.lines_truncated
-
-    @property
-    def last_error(self) -> str:
-        return self._last_error
 
     def fileno(self) -> int:
         return self._fd

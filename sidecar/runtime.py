@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sidecar import __version__, logjson
+from sidecar import __version__, libc, logjson
 from sidecar.clock import Clock, SystemClock
 from sidecar.context import Context
 from sidecar.health import Policy, TransitionTracker
@@ -65,6 +65,7 @@ def build_context(settings: Settings, rules: Sequence[Rule], clock: Clock) -> Co
 def main(settings: Settings, rules: Sequence[Rule]) -> int:
     """Run the daemon until SIGTERM/SIGINT; 0 on a clean stop, 1 when a worker crashed."""
     logjson.configure(settings.log_level)
+    libc.return_freed_blocks()
     failures: list[str] = []
     try:
         asyncio.run(serve(settings, rules, install_signals=True))
