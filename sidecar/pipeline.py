@@ -18,6 +18,7 @@ from sidecar import layout
 from sidecar.classify import Record, classify, make_record
 from sidecar.events import LogEvent
 from sidecar.rules import (
+    RUNTIME_ANCHORS_CSV,
     RUNTIME_ANCHORS_JSON,
     RUNTIME_ANCHORS_PLAIN,
     RUNTIME_ISPN_CODES,
@@ -63,12 +64,13 @@ class Pipeline:
         self._max_record_lines = max_record_lines
         rule_needles = [r.contains.encode() for r in rules if r.contains]
         self._boot_needles = _minimal_needles(
-            [*rule_needles, *RUNTIME_ANCHORS_PLAIN, *RUNTIME_ANCHORS_JSON]
+            [*rule_needles, *RUNTIME_ANCHORS_PLAIN, *RUNTIME_ANCHORS_JSON, *RUNTIME_ANCHORS_CSV]
         )
         # built-in runtime rules are covered by the anchors; user rules always scan
         user = [r.contains.encode() for r in rules if r.contains and r.origin != "built-in"]
         self._runtime_plain = _minimal_needles([*RUNTIME_ANCHORS_PLAIN, *user])
         self._runtime_json = _minimal_needles([*RUNTIME_ANCHORS_JSON, *user])
+        self._runtime_csv = _minimal_needles([*RUNTIME_ANCHORS_CSV, *user])
         self._carry = b""
         self._carry_line = 1
         self._last_log_time: float | None = None
@@ -156,6 +158,8 @@ class Pipeline:
             needles = self._boot_needles
         elif b'{"' in data[start : start + 256]:
             needles = self._runtime_json
+        elif data.startswith(b'"', start):  # a Kibana CSV export: '"Oct 9, 2025 @ ...",ERROR,'
+            needles = self._runtime_csv
         else:
             needles = self._runtime_plain
         return self._scan(data, needles, start, end)

@@ -434,6 +434,15 @@ RUNTIME_ANCHORS_JSON: tuple[bytes, ...] = (
     b'"FATAL"',
     b"Datasource",
 )
+RUNTIME_ANCHORS_CSV: tuple[bytes, ...] = (  # Kibana CSV exports: '"<time>",ERROR,"<message>"'
+    b"ISPN000",
+    b"ISPN100000",
+    b"ISPN100001",
+    b"JGRP0000",
+    b",ERROR,",
+    b",FATAL,",
+    b"Datasource",
+)
 #: Infinispan message codes that matter after startup (views, joins, leaves, degraded,
 #: shutdown, a new boot); other ISPN codes (rebalance, ...) are skipped before framing.
 RUNTIME_ISPN_CODES: frozenset[bytes] = frozenset(

@@ -15,6 +15,7 @@ from sidecar import layout
 from sidecar.events import STARTUP_ONLY_REASONS, EventKind, LogEvent
 from sidecar.pipeline import Pipeline, runtime_rules
 from sidecar.rules import (
+    RUNTIME_ANCHORS_CSV,
     RUNTIME_ANCHORS_JSON,
     RUNTIME_ANCHORS_PLAIN,
     RUNTIME_ISPN_CODES,
@@ -23,20 +24,26 @@ from sidecar.rules import (
 )
 from sidecar.state import MonitorState
 
-LIQUIBASE = ("2015-04-02T09:26:37.124344660Z 09:26:37,074 ERROR [org.keycloak.connections.jpa."
-             "updater.liquibase.LiquibaseJpaUpdaterProvider] (MSC service thread 1-1) Change Set "
-             "META-INF/jpa-changelog-1.1.0.Final.xml::1.1.0.Final::sthorger@redhat.com failed.  "
-             "Error: Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME COLUMN TIME TO "
-             "EVENT_TIME: ERROR: column \"time\" does not exist: liquibase.exception."
-             "DatabaseException: Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME "
-             "COLUMN TIME TO EVENT_TIME: ERROR: column \"time\" does not exist")
-VIEW = ("2015-04-02T09:26:18.683827888Z 09:26:18,678 INFO  [org.infinispan.remoting.transport."
-        "jgroups.JGroupsTransport] (Incoming-1,shared=udp) ISPN000094: Received new cluster "
-        "view: [keycloak-controller-559a8/keycloak|1] (2) [keycloak-controller-559a8/keycloak, "
-        "keycloak-controller-zorqg/keycloak]")
-STARTED = ("2024-12-07 17:52:23,717 INFO  [io.quarkus] (main) Keycloak 26.0.7 on JVM (powered by "
-           "Quarkus 3.15.1) started in 39.709s. Listening on: http://0.0.0.0:8080. Management "
-           "interface listening on http://0.0.0.0:9000.")
+LIQUIBASE = (
+    "2015-04-02T09:26:37.124344660Z 09:26:37,074 ERROR [org.keycloak.connections.jpa."
+    "updater.liquibase.LiquibaseJpaUpdaterProvider] (MSC service thread 1-1) Change Set "
+    "META-INF/jpa-changelog-1.1.0.Final.xml::1.1.0.Final::sthorger@redhat.com failed.  "
+    "Error: Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME COLUMN TIME TO "
+    'EVENT_TIME: ERROR: column "time" does not exist: liquibase.exception.'
+    "DatabaseException: Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME "
+    'COLUMN TIME TO EVENT_TIME: ERROR: column "time" does not exist'
+)
+VIEW = (
+    "2015-04-02T09:26:18.683827888Z 09:26:18,678 INFO  [org.infinispan.remoting.transport."
+    "jgroups.JGroupsTransport] (Incoming-1,shared=udp) ISPN000094: Received new cluster "
+    "view: [keycloak-controller-559a8/keycloak|1] (2) [keycloak-controller-559a8/keycloak, "
+    "keycloak-controller-zorqg/keycloak]"
+)
+STARTED = (
+    "2024-12-07 17:52:23,717 INFO  [io.quarkus] (main) Keycloak 26.0.7 on JVM (powered by "
+    "Quarkus 3.15.1) started in 39.709s. Listening on: http://0.0.0.0:8080. Management "
+    "interface listening on http://0.0.0.0:9000."
+)
 UNCAUGHT_OOM = [
     "2024-02-22 09:21:04,177 ERROR [org.keycloak.services.error.KeycloakErrorHandler] "
     "(executor-thread-3191) Uncaught server error: java.lang.RuntimeException: boom",
@@ -64,8 +71,10 @@ def feed_all(lines: list[str], *, split_at: int | None = None) -> list[LogEvent]
 
 def test_the_two_story_lines() -> None:
     events = feed_all([VIEW, LIQUIBASE])
-    assert [(e.kind, e.line) for e in events] == [(EventKind.CLUSTER_VIEW, 1),
-                                                   (EventKind.STARTUP_FATAL, 2)]
+    assert [(e.kind, e.line) for e in events] == [
+        (EventKind.CLUSTER_VIEW, 1),
+        (EventKind.STARTUP_FATAL, 2),
+    ]
     assert events[1].reason == "liquibase"
     assert events[0].view is not None and events[0].view.size == 2
 
@@ -99,8 +108,11 @@ def test_line_numbers_count_every_line() -> None:
 def test_runtime_mode_still_sees_runtime_events_after_start() -> None:
     lines = [STARTED, *[INFO] * 5000, VIEW, *[INFO] * 5, *UNCAUGHT_OOM]
     events = feed_all(lines)
-    assert [e.kind for e in events] == [EventKind.STARTUP_COMPLETE, EventKind.CLUSTER_VIEW,
-                                        EventKind.RUNTIME_FATAL]
+    assert [e.kind for e in events] == [
+        EventKind.STARTUP_COMPLETE,
+        EventKind.CLUSTER_VIEW,
+        EventKind.RUNTIME_FATAL,
+    ]
 
 
 def test_broken_bytes_never_crash() -> None:
@@ -118,9 +130,14 @@ def test_log_time_mode_uses_the_log_timestamps() -> None:
 
 
 def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sidecar", *args], input=stdin,
-                          capture_output=True, check=False, timeout=60,
-                          text=stdin is None)
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+        timeout=60,
+        text=stdin is None,
+    )
 
 
 def test_analyze_json_on_the_context_story(tmp_path: Path) -> None:
@@ -129,14 +146,26 @@ def test_analyze_json_on_the_context_story(tmp_path: Path) -> None:
     result = run_cli("analyze", str(log), "--json")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert rows[0] == {"line": 1, "event": "cluster_view", "code": "ISPN000094", "view_id": 1,
-                       "coordinator": "keycloak-controller-559a8/keycloak",
-                       "members": ["keycloak-controller-559a8/keycloak",
-                                   "keycloak-controller-zorqg/keycloak"],
-                       "size": 2, "merged": False, "timestamp": rows[0]["timestamp"]}
+    assert rows[0] == {
+        "line": 1,
+        "event": "cluster_view",
+        "code": "ISPN000094",
+        "view_id": 1,
+        "coordinator": "keycloak-controller-559a8/keycloak",
+        "members": ["keycloak-controller-559a8/keycloak", "keycloak-controller-zorqg/keycloak"],
+        "size": 2,
+        "merged": False,
+        "timestamp": rows[0]["timestamp"],
+    }
     assert rows[1]["event"] == "startup_fatal" and rows[1]["reason"] == "liquibase"
-    assert rows[-1] == {"verdict": {"started": False, "live": False, "ready": False,
-                                    "reasons": ["startup_fatal", "not_started"]}}
+    assert rows[-1] == {
+        "verdict": {
+            "started": False,
+            "live": False,
+            "ready": False,
+            "reasons": ["startup_fatal", "not_started"],
+        }
+    }
     assert "column" not in result.stdout  # no raw log text
 
 
@@ -148,12 +177,17 @@ def test_analyze_timeline_is_readable(tmp_path: Path) -> None:
     assert "startup_complete" in result.stdout and "started=yes" in result.stdout
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda p: p / "missing.log", "no such file"),
-    (lambda p: p, "is a directory"),
-    (lambda p: (p / "x.gz").write_bytes(b"\x1f\x8b\x08\x00" * 100) and p / "x.gz",
-     "compressed"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "missing.log", "no such file"),
+        (lambda p: p, "is a directory"),
+        (
+            lambda p: (p / "x.gz").write_bytes(b"\x1f\x8b\x08\x00" * 100) and p / "x.gz",
+            "compressed",
+        ),
+    ],
+)
 def test_analyze_unusable_input_exits_2(tmp_path: Path, make: object, message: str) -> None:
     target = make(tmp_path)  # type: ignore[operator]
     result = run_cli("analyze", str(target))
@@ -169,10 +203,16 @@ def test_analyze_reads_stdin() -> None:
 
 def test_user_rules_file_is_validated_with_all_errors(tmp_path: Path) -> None:
     rules = tmp_path / "rules.json"
-    rules.write_text(json.dumps({"rules": [
-        {"id": "a", "event": "nonsense", "contains": "x"},
-        {"id": "b", "event": "startup_fatal", "pattern": "(a|b)", "reason": "config"},
-    ]}))
+    rules.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {"id": "a", "event": "nonsense", "contains": "x"},
+                    {"id": "b", "event": "startup_fatal", "pattern": "(a|b)", "reason": "config"},
+                ]
+            }
+        )
+    )
     result = run_cli("--check-config", "--rules-file", str(rules))
     assert result.returncode == 2
     assert "'event' must be one of" in result.stderr and "needs 'contains'" in result.stderr
@@ -180,8 +220,18 @@ def test_user_rules_file_is_validated_with_all_errors(tmp_path: Path) -> None:
 
 def test_user_rule_classifies(tmp_path: Path) -> None:
     rules = tmp_path / "rules.json"
-    rules.write_text(json.dumps([{"id": "vault", "event": "startup_fatal", "reason": "config",
-                                  "pattern": r"Vault sealed: \w+"}]))
+    rules.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "vault",
+                    "event": "startup_fatal",
+                    "reason": "config",
+                    "pattern": r"Vault sealed: \w+",
+                }
+            ]
+        )
+    )
     log = tmp_path / "kc.log"
     log.write_text("2024-01-01 10:00:00,000 ERROR [org.acme.Vault] (main) Vault sealed: yes\n")
     result = run_cli("analyze", str(log), "--json", "--rules-file", str(rules))
@@ -200,14 +250,16 @@ def test_exported_message_lines_stay_separate_records() -> None:
         "2026-02-12T15:47:02.604Z\tat org.infinispan.Foo.bar(Foo.java:1)",
     ]
     events = feed_all(lines)
-    assert [(e.kind, e.line) for e in events] == [(EventKind.CLUSTER_DEGRADED, 2),
-                                                   (EventKind.CLUSTER_VIEW, 3)]
+    assert [(e.kind, e.line) for e in events] == [
+        (EventKind.CLUSTER_DEGRADED, 2),
+        (EventKind.CLUSTER_VIEW, 3),
+    ]
 
 
 def test_kibana_csv_export() -> None:
     lines = [
         '"Oct 9, 2025 @ 17:06:39.736",INFO,"ISPN000093: Received new, MERGED cluster view for '
-        'channel ISPN: MergeView::[kc-1-10183|5] (2) [kc-1-10183, kc-0-2], 2 subgroups: '
+        "channel ISPN: MergeView::[kc-1-10183|5] (2) [kc-1-10183, kc-0-2], 2 subgroups: "
         '[kc-1-10183|4] (1) [kc-1-10183], [kc-0-2|1] (1) [kc-0-2]","kc-1","org.infinispan.CLUSTER"',
         '"Oct 9, 2025 @ 17:06:40.001",INFO,"ISPN100000: Node kc-0-2 joined the cluster","kc-1",'
         '"org.infinispan.CLUSTER"',
@@ -260,6 +312,16 @@ def as_quarkus_json(text: str) -> str | None:
     return json.dumps(fields, separators=(",", ":"))
 
 
+def as_kibana_csv(text: str) -> str | None:
+    """A one-line corpus record as a row of a Kibana CSV export (None otherwise: the lines of
+    a multi-line message would read as records of their own)."""
+    header = layout.parse_header(text)
+    if "\n" in text or header.layout != "plain" or not header.level:
+        return None
+    quoted = header.message.replace('"', '""')
+    return f'"Oct 9, 2025 @ 17:06:39.736",{header.level},"{quoted}","kc-1","{header.category}"'
+
+
 def scanned(text: str, rules: tuple[Rule, ...], *, boot_scan: bool) -> list[Applied]:
     sink = FixedScanSink(boot_scan)
     pipe = Pipeline(rules, sink)
@@ -280,8 +342,8 @@ def matters_after_start(applied: Applied, text: str) -> bool:
         return rule == "jgroups-disconnect"
     if kind == "startup_fatal" and reason in {*STARTUP_ONLY_REASONS, "jvm"}:
         return False
-    if rule == "db-ironjacamar" and text.startswith("{"):
-        return False  # a WildFly-era code: Keycloak's JSON layout is the Quarkus one
+    if rule == "db-ironjacamar" and text.startswith(("{", '"')):
+        return False  # a WildFly-era code: JSON (and its Kibana export) is Quarkus-era
     # corpus entries whose author cut the Infinispan code out ("... Node x joined"); the
     # real lines always carry it (ISPN000093/94, ISPN100000/1)
     return not (rule in ("view", "joined", "left") and not re.search(r"ISPN\d{6}", text))
@@ -289,11 +351,13 @@ def matters_after_start(applied: Applied, text: str) -> bool:
 
 CORPUS_TEXTS = [e["text"] for e in load_corpus()]
 JSON_TEXTS = [j for j in map(as_quarkus_json, CORPUS_TEXTS) if j is not None]
+CSV_TEXTS = [c for c in map(as_kibana_csv, CORPUS_TEXTS) if c is not None]
 
 
-@pytest.mark.parametrize("text", CORPUS_TEXTS + JSON_TEXTS)
+@pytest.mark.parametrize("text", CORPUS_TEXTS + JSON_TEXTS + CSV_TEXTS)
 def test_runtime_anchors_find_every_record_that_matters_after_start(text: str) -> None:
-    """After startup only a few anchors are scanned; they must lose nothing (plain and JSON)."""
+    """After startup only a few anchors are scanned; they must lose nothing (plain, JSON and
+    Kibana CSV)."""
     everything = builtin_rules()
     full_scan = scanned(text, runtime_rules(everything), boot_scan=True)
     expected = [a for a in full_scan if matters_after_start(a, text)]
@@ -302,7 +366,7 @@ def test_runtime_anchors_find_every_record_that_matters_after_start(text: str) -
 
 
 def test_every_runtime_infinispan_code_has_an_anchor() -> None:
-    for anchors in (RUNTIME_ANCHORS_PLAIN, RUNTIME_ANCHORS_JSON):
+    for anchors in (RUNTIME_ANCHORS_PLAIN, RUNTIME_ANCHORS_JSON, RUNTIME_ANCHORS_CSV):
         for code in RUNTIME_ISPN_CODES:
             assert any((b"ISPN" + code).startswith(a) for a in anchors), code
 
