@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 _ONE_MIB = 1 << 20
 DEFAULT_MAX_LINE_BYTES = 65536
-DEFAULT_POLL_MAX_BYTES = 4 << 20
+DEFAULT_POLL_MAX_BYTES = 1 << 20
 
 
 class LineFramer:
