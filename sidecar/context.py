@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.clock import Clock
 from sidecar.health import Policy, TransitionTracker, Verdicts, evaluate
+from sidecar.housekeeping import Housekeeper
 from sidecar.pipeline import Pipeline
 from sidecar.settings import Settings
 from sidecar.state import MonitorState
@@ -44,6 +45,7 @@ class Context:
     pipeline: Pipeline
     registry: CollectorRegistry
     tracker: TransitionTracker
+    housekeeper: Housekeeper
     source: SourceStats | None = None
     #: extra facts for /status from workers (e.g. the Kubernetes side), by section name
     status_extra: dict[str, object] = field(default_factory=dict)

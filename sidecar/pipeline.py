@@ -76,12 +76,15 @@ class Pipeline:
         self._last_log_time: float | None = None
         self.records_classified = 0
         self.records_truncated = 0
+        #: bytes fed so far (the housekeeper watches it for the end of a burst)
+        self.bytes_total = 0
 
     # --- public API -----------------------------------------------------------------------
     def feed(self, chunk: bytes, now: float | None = None) -> list[LogEvent]:
         """Consume complete lines; the last record is held until the next header or flush."""
         if not chunk:
             return []
+        self.bytes_total += len(chunk)
         events: list[LogEvent] = []
         data = chunk
         if self._carry:

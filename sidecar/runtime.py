@@ -14,10 +14,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sidecar import __version__, libc, logjson
+from sidecar import __version__, housekeeping, libc, logjson
 from sidecar.clock import Clock, SystemClock
 from sidecar.context import Context
 from sidecar.health import Policy, TransitionTracker
+from sidecar.housekeeping import Housekeeper
 from sidecar.logfile import StdinReader
 from sidecar.pipeline import Pipeline
 from sidecar.probe import ProbeResult
@@ -59,6 +60,7 @@ def build_context(settings: Settings, rules: Sequence[Rule], clock: Clock) -> Co
         pipeline=pipeline,
         registry=CollectorRegistry(auto_describe=True),
         tracker=TransitionTracker(now),
+        housekeeper=Housekeeper(now),
     )
 
 
@@ -122,6 +124,7 @@ async def serve(
                 "keycloak_url": settings.keycloak_url or "(not probed)",
             },
         )
+        housekeeping.settle()
         ready.set()
         await _run_workers(ctx, stop, lambda result: observe_probe(metrics, result))
     finally:

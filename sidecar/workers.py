@@ -17,14 +17,13 @@ from typing import Protocol
 import aiohttp
 
 from sidecar.context import Context
+from sidecar.logfile import DEFAULT_POLL_MAX_BYTES
 from sidecar.probe import ProbeResult, probe_http
 
 log = logging.getLogger(__name__)
 
 #: a record with no newline-terminated successor is complete after this much quiet
 FLUSH_AFTER_SECONDS = 0.02
-#: bytes read per poll: bounds the memory of a burst (a few copies of it are alive at once)
-_POLL_MAX_BYTES = 1 << 20
 #: while catching up, yield to the event loop after this many bytes
 _YIELD_EVERY_BYTES = 8 << 20
 
@@ -69,7 +68,7 @@ class Tailer:
         poll_seconds = self._ctx.settings.log_poll_interval_seconds
         since_yield = 0
         while not stop.is_set():
-            chunk = self._source.poll(_POLL_MAX_BYTES)
+            chunk = self._source.poll(DEFAULT_POLL_MAX_BYTES)
             if chunk:
                 self._feed(chunk)
                 since_yield += len(chunk)
@@ -82,7 +81,7 @@ class Tailer:
                 self._finish_recovery()
             if self._ctx.pipeline.has_pending and self._recovered.is_set():
                 await self._waiter.wait(FLUSH_AFTER_SECONDS)
-                chunk = self._source.poll()
+                chunk = self._source.poll(DEFAULT_POLL_MAX_BYTES)
                 if chunk:
                     self._feed(chunk)
                 else:
@@ -187,11 +186,13 @@ class Prober:
 
 async def verdict_worker(ctx: Context, stop: asyncio.Event, interval_seconds: float) -> None:
     """Track verdict transitions (log them) and carry membership evidence forward; one last
-    observation at stop, so the final transitions are in the log."""
+    observation at stop, so the final transitions are in the log.  Each tick also lets the
+    housekeeper give memory back after a burst of log."""
     while True:
         observe_verdicts(ctx)
         if stop.is_set():
             return
+        ctx.housekeeper.observe(ctx.pipeline.bytes_total, ctx.clock.monotonic())
         await wait_or_stop(stop, interval_seconds)
 
 

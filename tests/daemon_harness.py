@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from sidecar.clock import ManualClock
 from sidecar.context import Context
 from sidecar.health import Policy, TransitionTracker, Verdicts
+from sidecar.housekeeping import Housekeeper
 from sidecar.logfile import LogFile
 from sidecar.membership import KubeFacts, PeerPod
 from sidecar.metrics import Metrics, observe_probe, register_all
@@ -138,6 +139,7 @@ def make_harness(
         pipeline=Pipeline(builtin_rules(), state, max_record_lines=max_record_lines),
         registry=CollectorRegistry(auto_describe=True),  # as the runtime builds it
         tracker=TransitionTracker(clock.monotonic()),
+        housekeeper=Housekeeper(clock.monotonic()),
         source=source,
     )
     harness = Harness(ctx, clock, log_path, source, register_all(ctx))

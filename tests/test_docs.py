@@ -69,6 +69,7 @@ def test_endpoints_table_lists_the_routes() -> None:
     from sidecar.clock import ManualClock
     from sidecar.context import Context
     from sidecar.health import Policy, TransitionTracker
+    from sidecar.housekeeping import Housekeeper
     from sidecar.pipeline import Pipeline
     from sidecar.settings import load_settings
     from sidecar.state import MonitorState
@@ -76,7 +77,7 @@ def test_endpoints_table_lists_the_routes() -> None:
 
     state = MonitorState(0.0)
     ctx = Context(load_settings({}, {}), ManualClock(), state, Policy(), Pipeline([], state),
-                  CollectorRegistry(), TransitionTracker(0.0))
+                  CollectorRegistry(), TransitionTracker(0.0), Housekeeper(0.0))
     routes = {r.resource.canonical for r in create_app(ctx).router.routes()
               if r.resource is not None}
     table = section("Endpoints")

@@ -107,7 +107,14 @@ def test_collector_evaluates_the_verdicts_once_per_scrape(tmp_path: Path) -> Non
 
     ctx = made.ctx
     counting = CountingContext(
-        ctx.settings, ctx.clock, ctx.state, ctx.policy, ctx.pipeline, ctx.registry, ctx.tracker
+        ctx.settings,
+        ctx.clock,
+        ctx.state,
+        ctx.policy,
+        ctx.pipeline,
+        ctx.registry,
+        ctx.tracker,
+        ctx.housekeeper,
     )
     list(StateCollector(counting).collect())
     made.source.close()
