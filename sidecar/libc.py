@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 
@@ -19,7 +18,9 @@ def load() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
     if hasattr(libc, "memmem"):
         return libc
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    from ctypes import util  # only here: it imports subprocess and shutil (~5 ms at start-up)
+
+    return ctypes.CDLL(util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 def reuse_freed_blocks(block_bytes: int) -> bool:
