@@ -229,9 +229,27 @@ _SLIM_MODULES = (
     "kubernetes_asyncio.client.configuration",
     "kubernetes_asyncio.client.rest",
     "kubernetes_asyncio.client.api_client",
-    "kubernetes_asyncio.client.api.core_v1_api",
-    "kubernetes_asyncio.client.api.coordination_v1_api",
 )
+
+_PODS = "/api/v1/namespaces/{namespace}/pods"
+_LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+_EVENTS = "/api/v1/namespaces/{namespace}/events"
+#: operation -> (HTTP method, path).  The calls go straight to ``ApiClient.call_api``: the
+#: generated ``CoreV1Api`` module alone is 38,000 lines and 2.9 MiB of RSS in every pod.
+_ROUTES: dict[str, tuple[str, str]] = {
+    "pods_get": ("GET", _PODS + "/{name}"),
+    "pods_list": ("GET", _PODS),
+    "pods_watch": ("GET", _PODS),
+    "pods_status_patch": ("PATCH", _PODS + "/{name}/status"),
+    "pods_log": ("GET", _PODS + "/{name}/log"),
+    "leases_get": ("GET", _LEASES + "/{name}"),
+    "leases_create": ("POST", _LEASES),
+    "leases_update": ("PUT", _LEASES + "/{name}"),
+    "events_create": ("POST", _EVENTS),
+    "events_patch": ("PATCH", _EVENTS + "/{name}"),
+}
+#: a PATCH with a dict body is a strategic merge (what the generated client sends too)
+_CONTENT_TYPES = {"PATCH": "application/strategic-merge-patch+json"}
 
 
 def _kubernetes_asyncio() -> tuple[Any, Any]:
@@ -271,7 +289,7 @@ def _load_slim() -> tuple[Any, Any]:
     client = packages["client"]
     for name in _SLIM_MODULES:
         module = importlib.import_module(name)
-        for attribute in ("Configuration", "ApiClient", "CoreV1Api", "CoordinationV1Api"):
+        for attribute in ("Configuration", "ApiClient"):
             if hasattr(module, attribute):
                 setattr(client, attribute, getattr(module, attribute))
         setattr(client, name.rsplit(".", 1)[1], module)
@@ -305,10 +323,7 @@ class KubeApi:
     """The calls the sidecar makes.  Use as an async context manager (closes the client)."""
 
     def __init__(self, api_client: Any, request_timeout_seconds: float) -> None:
-        client, _ = _kubernetes_asyncio()
         self._api_client = api_client
-        self._core = client.CoreV1Api(api_client)
-        self._coordination = client.CoordinationV1Api(api_client)
         self._timeout_seconds = request_timeout_seconds
 
     async def __aenter__(self) -> KubeApi:
@@ -318,11 +333,11 @@ class KubeApi:
         await self._api_client.close()
 
     async def _json(
-        self, operation: str, call: Callable[..., Any], *args: Any, **kwargs: Any
+        self, operation: str, path: dict[str, str], query: Json | None = None, body: Any = None
     ) -> Json:
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                response = await self._start(operation, call, *args, **kwargs)
+                response = await self._start(operation, path, query, body)
                 async with response:
                     body = await response.read()
         except TimeoutError:
@@ -338,13 +353,26 @@ class KubeApi:
         return decoded
 
     async def _start(
-        self, operation: str, call: Callable[..., Any], *args: Any, **kwargs: Any
+        self, operation: str, path: dict[str, str], query: Json | None = None, body: Any = None
     ) -> Any:
         """Send a request, return the open response; non-2xx -> ``KubeError``."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
+        method, resource_path = _ROUTES[operation]
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = _CONTENT_TYPES.get(method, "application/json")
         try:
-            response = await call(*args, _preload_content=False, **kwargs)
+            response = await self._api_client.call_api(
+                resource_path,
+                method,
+                path_params=path,
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )
         except ApiException as error:
             raise KubeError(
                 operation, code_for_status(error.status or 0), error.status or 0
@@ -360,7 +388,7 @@ class KubeApi:
     # --- pods
 
     async def read_pod(self, namespace: str, name: str, container: str) -> PodInfo:
-        obj = await self._json("pods_get", self._core.read_namespaced_pod, name, namespace)
+        obj = await self._json("pods_get", {"namespace": namespace, "name": name})
         return pod_from_json(obj, container)
 
     async def list_pods(
@@ -368,10 +396,7 @@ class KubeApi:
     ) -> tuple[list[PodInfo], str]:
         """The pods and the list's resourceVersion (to resume a watch from)."""
         obj = await self._json(
-            "pods_list",
-            self._core.list_namespaced_pod,
-            namespace,
-            **_selectors(label_selector, field_selector),
+            "pods_list", {"namespace": namespace}, _selectors(label_selector, field_selector)
         )
         items = [pod_from_json(item, container) for item in obj.get("items") or []]
         return items, str((obj.get("metadata") or {}).get("resourceVersion", ""))
@@ -392,18 +417,16 @@ class KubeApi:
         ``KubeError`` code ``gone`` (410, as HTTP status or ERROR event) means re-list;
         ``timeout`` means nothing arrived for ``silence_seconds`` (a silent watch).
         """
+        query = {
+            "watch": True,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": timeout_seconds,
+            **_selectors(label_selector, field_selector),
+        }
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                response = await self._start(
-                    "pods_watch",
-                    self._core.list_namespaced_pod,
-                    namespace,
-                    watch=True,
-                    resource_version=resource_version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=timeout_seconds,
-                    **_selectors(label_selector, field_selector),
-                )
+                response = await self._start("pods_watch", {"namespace": namespace}, query)
         except TimeoutError:
             raise KubeError("pods_watch", "timeout") from None
         try:
@@ -419,9 +442,7 @@ class KubeApi:
     async def patch_pod_condition(self, namespace: str, pod: str, condition: Json) -> None:
         """Strategic merge on ``pods/status``: the server keys conditions by ``type``."""
         body = {"status": {"conditions": [condition]}}
-        await self._json(
-            "pods_status_patch", self._core.patch_namespaced_pod_status, pod, namespace, body
-        )
+        await self._json("pods_status_patch", {"namespace": namespace, "name": pod}, body=body)
 
     async def follow_log(
         self,
@@ -434,15 +455,15 @@ class KubeApi:
         chunk_timeout_seconds: float,
     ) -> AsyncIterator[bytes | None]:
         """Yield raw chunks of ``kubectl logs -f --timestamps``; None after a quiet spell."""
-        kwargs: Json = {"container": container, "timestamps": True, "follow": not previous}
+        query: Json = {"container": container, "timestamps": True, "follow": not previous}
         if since_seconds is not None:
-            kwargs["since_seconds"] = since_seconds
+            query["sinceSeconds"] = since_seconds
         if previous:
-            kwargs["previous"] = True
+            query["previous"] = True
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 response = await self._start(
-                    "pods_log", self._core.read_namespaced_pod_log, pod, namespace, **kwargs
+                    "pods_log", {"namespace": namespace, "name": pod}, query
                 )
         except TimeoutError:
             raise KubeError("pods_log", "timeout") from None
@@ -466,9 +487,7 @@ class KubeApi:
 
     async def read_lease(self, namespace: str, name: str) -> Lease | None:
         try:
-            obj = await self._json(
-                "leases_get", self._coordination.read_namespaced_lease, name, namespace
-            )
+            obj = await self._json("leases_get", {"namespace": namespace, "name": name})
         except KubeError as error:
             if error.code == "not_found":
                 return None
@@ -476,12 +495,8 @@ class KubeApi:
         return lease_from_json(obj)
 
     async def create_lease(self, namespace: str, lease: Lease, acquire_time: float) -> Lease:
-        obj = await self._json(
-            "leases_create",
-            self._coordination.create_namespaced_lease,
-            namespace,
-            lease_body(lease, acquire_time),
-        )
+        body = lease_body(lease, acquire_time)
+        obj = await self._json("leases_create", {"namespace": namespace}, body=body)
         return lease_from_json(obj)
 
     async def replace_lease(
@@ -490,10 +505,8 @@ class KubeApi:
         """Update; ``KubeError`` ``conflict`` when ``lease.resource_version`` is stale."""
         obj = await self._json(
             "leases_update",
-            self._coordination.replace_namespaced_lease,
-            lease.name,
-            namespace,
-            lease_body(lease, acquire_time),
+            {"namespace": namespace, "name": lease.name},
+            body=lease_body(lease, acquire_time),
         )
         return lease_from_json(obj)
 
@@ -501,20 +514,20 @@ class KubeApi:
 
     async def create_event(self, namespace: str, body: Json) -> str:
         """Create; returns the server-assigned name (for later aggregation)."""
-        obj = await self._json("events_create", self._core.create_namespaced_event, namespace, body)
+        obj = await self._json("events_create", {"namespace": namespace}, body=body)
         return str((obj.get("metadata") or {}).get("name", ""))
 
     async def patch_event(self, namespace: str, name: str, count: int, last_time: float) -> None:
         body = {"count": count, "lastTimestamp": format_time(last_time)}
-        await self._json("events_patch", self._core.patch_namespaced_event, name, namespace, body)
+        await self._json("events_patch", {"namespace": namespace, "name": name}, body=body)
 
 
 def _selectors(label_selector: str, field_selector: str) -> Json:
     out: Json = {}
     if label_selector:
-        out["label_selector"] = label_selector
+        out["labelSelector"] = label_selector
     if field_selector:
-        out["field_selector"] = field_selector
+        out["fieldSelector"] = field_selector
     return out
 
 
