@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,6 +52,8 @@ class Context:
     status_extra: dict[str, object] = field(default_factory=dict)
     #: counts of Kubernetes API errors by (operation, code)
     kube_api_errors: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: set when the state changed (``MonitorState.on_change``) or a stop was requested
+    state_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _cached: tuple[int, float, Verdicts] | None = field(default=None, repr=False)
 
     def verdicts(self) -> Verdicts:

@@ -167,7 +167,7 @@ async def _run(listen: str, speed: float, keep_serving: bool, out: TextIO) -> No
                 for task in watchers:
                     task.cancel()
                 for daemon in daemons:
-                    daemon.stop.set()
+                    daemon.request_stop()
                 await asyncio.gather(*watchers, *tasks, return_exceptions=True)
 
 

@@ -29,7 +29,8 @@ from sidecar.workers import Prober, Tailer, verdict_worker, wait_or_stop
 
 log = logging.getLogger(__name__)
 
-VERDICT_INTERVAL_SECONDS = 0.25
+#: the verdict worker runs on every state change, and at least this often (deadlines)
+VERDICT_INTERVAL_SECONDS = 1.0
 SHUTDOWN_TIMEOUT_SECONDS = 2.0
 _RECOVERY_POLL_SECONDS = 0.05
 
@@ -47,12 +48,16 @@ class Daemon:
     ready: asyncio.Event
     port: int = 0
 
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.ctx.state_changed.set()  # the verdict worker makes its last observation now
+
 
 def build_context(settings: Settings, rules: Sequence[Rule], clock: Clock) -> Context:
     now = clock.monotonic()
     state = MonitorState(now, probe_targets=tuple(settings.probe_targets()))
     pipeline = Pipeline(rules, state, max_record_lines=settings.log_max_record_lines)
-    return Context(
+    ctx = Context(
         settings=settings,
         clock=clock,
         state=state,
@@ -62,6 +67,8 @@ def build_context(settings: Settings, rules: Sequence[Rule], clock: Clock) -> Co
         tracker=TransitionTracker(now),
         housekeeper=Housekeeper(now),
     )
+    state.on_change = ctx.state_changed.set
+    return ctx
 
 
 def main(settings: Settings, rules: Sequence[Rule]) -> int:
@@ -97,7 +104,7 @@ async def serve(
     if install_signals:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, daemon.request_stop)
     from sidecar.metrics import observe_probe, register_all
     from sidecar.web import create_app
 

@@ -166,8 +166,8 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "log_poll_interval_seconds",
         _duration,
-        "250ms",
-        "fallback poll of the log file (inotify wakes the sidecar at once)",
+        "1s",
+        "fallback poll of the log file (inotify wakes the sidecar at once; each poll is a wake-up)",
         "DURATION",
     ),
     Spec(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -138,6 +139,12 @@ class MonitorState:
         self.recent_boots: list[tuple[int, str, float]] = []
         #: bumped on every change that can alter a verdict (lets handlers reuse a verdict)
         self.version = 0
+        #: called after each bump (the daemon wakes its verdict worker with it)
+        self.on_change: Callable[[], None] = _nothing
+
+    def _bump(self) -> None:
+        self.version += 1
+        self.on_change()
 
     # --- log events ------------------------------------------------------------------------
     def wants_boot_scan(self) -> bool:
@@ -174,7 +181,7 @@ class MonitorState:
         if converted is not None and self._record(converted, now):
             recorded.append(converted)
         if recorded:
-            self.version += 1
+            self._bump()
         for item in recorded:
             self.events_total[item.kind.value] += 1
             if item.kind is EventKind.STARTUP_FATAL:
@@ -272,7 +279,7 @@ class MonitorState:
 
     # --- new boots -----------------------------------------------------------------------------
     def _begin_boot(self, now: float, cause: str, *, named: bool = False) -> None:
-        self.version += 1
+        self._bump()
         self.boot = BootRecord(
             number=self.boot.number + 1, started_at=now, cause=cause, named=named
         )
@@ -303,7 +310,7 @@ class MonitorState:
 
     # --- probes ----------------------------------------------------------------------------
     def record_probe(self, result: ProbeResult, now: float) -> None:
-        self.version += 1
+        self._bump()
         track = self.probes.setdefault(result.target, ProbeTrack())
         answered = result.error not in _GONE_ERRORS
         # only a target that answered in this boot, went away and answers again is a restart;
@@ -340,12 +347,12 @@ class MonitorState:
     # --- Kubernetes ----------------------------------------------------------------------------
     def update_kube(self, facts: KubeFacts) -> None:
         if facts != self.kube:
-            self.version += 1
+            self._bump()
         self.kube = facts
 
     def set_membership_evidence(self, since: float | None) -> None:
         if since != self.membership_evidence_since:
-            self.version += 1
+            self._bump()
         self.membership_evidence_since = since
 
     # --- snapshot ------------------------------------------------------------------------------
@@ -382,7 +389,7 @@ class MonitorState:
         def moved(value: float | None) -> float | None:
             return None if value is None else value + offset_seconds
 
-        self.version += 1
+        self._bump()
         boot = self.boot
         boot.started_at += offset_seconds
         for name in (
@@ -397,6 +404,10 @@ class MonitorState:
         self.degraded_at = moved(self.degraded_at)
         self.view_since = moved(self.view_since)
         self.recent_boots = [(n, c, t + offset_seconds) for n, c, t in self.recent_boots]
+
+
+def _nothing() -> None:
+    """The default ``on_change``: nobody is waiting."""
 
 
 def _probe_snapshot(track: ProbeTrack) -> ProbeSnapshot:

@@ -185,15 +185,20 @@ class Prober:
 
 
 async def verdict_worker(ctx: Context, stop: asyncio.Event, interval_seconds: float) -> None:
-    """Track verdict transitions (log them) and carry membership evidence forward; one last
-    observation at stop, so the final transitions are in the log.  Each tick also lets the
-    housekeeper give memory back after a burst of log."""
+    """Track verdict transitions (log them) and carry membership evidence forward, on every
+    state change and at least every ``interval_seconds`` (deadlines pass without a change);
+    one last observation at stop, so the final transitions are in the log.  Each round also
+    lets the housekeeper give memory back after a burst of log.  Waking only on change keeps
+    an idle sidecar at one wake-up a second here (the cost of idling is its wake-ups)."""
+    changed = ctx.state_changed
     while True:
+        changed.clear()
         observe_verdicts(ctx)
         if stop.is_set():
             return
         ctx.housekeeper.observe(ctx.pipeline.bytes_total, ctx.clock.monotonic())
-        await wait_or_stop(stop, interval_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), interval_seconds)
 
 
 def observe_verdicts(ctx: Context) -> None:
