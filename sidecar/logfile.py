@@ -28,7 +28,7 @@ _ONE_MIB = 1 << 20
 DEFAULT_MAX_LINE_BYTES = 65536
 #: bytes read per poll: bounds the memory of a burst (a few copies of it are alive at once);
 #: above libc.DAEMON_MMAP_THRESHOLD_BYTES, so each block is unmapped when freed
-DEFAULT_POLL_MAX_BYTES = 1 << 20
+DEFAULT_POLL_MAX_BYTES = 1 << 19
 
 
 class LineFramer:
