@@ -35,9 +35,10 @@ def reuse_freed_blocks(block_bytes: int) -> bool:
     return _mallopt(mmap_threshold_bytes, 4 * mmap_threshold_bytes)
 
 
-#: the daemon's fixed mmap threshold: above asyncio's 256 KiB socket receive buffer (one per
-#: ``recv``: mapped anew, it cost 64 page faults a request and 35 % of /livez throughput),
-#: below the tailer's 512 KiB read blocks (unmapped on free: a burst leaves nothing behind)
+#: the daemon's fixed mmap threshold: above the buffers allocated again and again, asyncio's
+#: 256 KiB socket receive buffer (one per ``recv``: mapped anew, it cost 64 page faults a
+#: request and 35 % of /livez throughput) and the tailer's 256 KiB read blocks, which the heap
+#: reuses; anything larger is mapped and unmapped on free (a burst leaves nothing behind)
 DAEMON_MMAP_THRESHOLD_BYTES = 384 << 10
 
 
