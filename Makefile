@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench-quick clean
+.PHONY: demo test lint typecheck unit bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ typecheck:
 unit:
 	$(BIN)/python -m pytest
 
+# the benchmark suite (issue 6): installs mtail, wrk, hyperfine and time when missing
+bench: $(BIN)/python
+	$(BIN)/pip install -q -e .
+	$(BIN)/python benchmarks/run.py
+
 bench-quick: $(BIN)/python
+	$(BIN)/pip install -q -e .
 	$(BIN)/python benchmarks/run.py --quick
 
 clean:

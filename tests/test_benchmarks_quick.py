@@ -291,4 +291,60 @@ def test_suite_runs_end_to_end_and_reports_every_section(tmp_path: Path) -> None
         assert figure.startswith("n/a (") or re.search(r"\d", figure), row
     grep_row = next(x for x in rows if ": grep |" in x)
     assert "lines/s" in grep_row
+    kube_row = next(x for x in rows if "after start, Kubernetes side on" in x)
+    assert kube_row.split(" | ")[2].startswith("RSS "), kube_row  # measured against the double
+    ratio_row = next(x for x in rows if "sidecar / bare throughput" in x)
+    assert re.search(r"\d+% \(round by round: \d+%", ratio_row), ratio_row
     assert leaked(str(tmp_path)) == []
+
+
+FAKE_APT_GET = """#!/bin/sh
+# a stand-in for apt-get: records its arguments; 'install' creates the packages' commands
+echo "$@" >> "{log}"
+[ "$1" = install ] || exit 0
+for word in "$@"; do
+    case "$word" in -*|install) continue ;; esac
+    printf '#!/bin/sh\\necho fake\\n' > "{bin}/$word" && /bin/chmod +x "{bin}/$word"
+done
+"""
+
+
+def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: ModuleType) -> Path:
+    """A PATH that holds nothing but a stand-in apt-get; tools are looked up in it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    apt_log = tmp_path / "apt.log"
+    apt = bin_dir / "apt-get"
+    apt.write_text(FAKE_APT_GET.format(log=apt_log, bin=bin_dir))
+    apt.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(run.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(
+        run, "TOOL_PACKAGES", {"mtail": "mtail", "wrk": "wrk", "hyperfine": "hyperfine"}
+    )
+    return apt_log
+
+
+def test_suite_installs_the_missing_peer_tools(
+    run: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apt_log = fake_tools(tmp_path, monkeypatch, run)
+    found = run.check_tools(install=True)
+    assert found == {"mtail": True, "wrk": True, "hyperfine": True}
+    calls = apt_log.read_text().splitlines()
+    assert calls[0] == "update -qq"
+    assert calls[1].startswith("install -y")
+    assert calls[1].split()[-3:] == ["mtail", "wrk", "hyperfine"]
+
+
+def test_suite_only_reports_missing_tools_with_no_install(
+    run: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    apt_log = fake_tools(tmp_path, monkeypatch, run)
+    found = run.check_tools(install=False)
+    assert found == {"mtail": False, "wrk": False, "hyperfine": False}
+    assert not apt_log.exists()
+    assert "apt-get install -y mtail wrk hyperfine" in capsys.readouterr().err

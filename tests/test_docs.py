@@ -83,3 +83,11 @@ def test_endpoints_table_lists_the_routes() -> None:
     table = section("Endpoints")
     documented = set(re.findall(r"^\| `(/\w*)`", table, re.M))
     assert documented == routes - {"/"}
+
+
+def test_architecture_table_names_every_module() -> None:
+    package = Path(__file__).resolve().parent.parent / "sidecar"
+    modules = {p.name for p in package.glob("*.py")} - {"__init__.py", "__main__.py"}
+    table = (package.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `(\w+\.py)` \|", table, re.M))
+    assert modules == listed
