@@ -293,6 +293,9 @@ def test_suite_runs_end_to_end_and_reports_every_section(tmp_path: Path) -> None
     assert "lines/s" in grep_row
     kube_row = next(x for x in rows if "after start, Kubernetes side on" in x)
     assert kube_row.split(" | ")[2].startswith("RSS "), kube_row  # measured against the double
+    if Path("/usr/bin/time").exists():  # .ci/run installs it
+        rss_row = next(x for x in rows if "peak RSS while reading" in x)
+        assert re.search(r"sidecar \d+ MiB, mtail \d+ MiB, grep \d+ MiB", rss_row), rss_row
     ratio_row = next(x for x in rows if "sidecar / bare throughput" in x)
     assert re.search(r"\d+% \(round by round: \d+%", ratio_row), ratio_row
     assert leaked(str(tmp_path)) == []
