@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,6 +18,35 @@ from sidecar.state import MonitorState
 
 #: how long an evaluated verdict may be served again while the state is unchanged
 REUSE_SECONDS = 0.05
+
+
+class ChangeFeed:
+    """Wakes every subscriber on a state change (``MonitorState.on_change``) or a stop.
+
+    Each subscriber owns an event it clears itself, so no waiter can consume another's
+    wake-up.  Subscribers are the daemon's few eternal loops, subscribed once.
+    """
+
+    def __init__(self) -> None:
+        self._events: list[asyncio.Event] = []
+
+    def subscribe(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._events.append(event)
+        return event
+
+    def notify(self) -> None:
+        for event in self._events:
+            event.set()
+
+
+async def wait_for_change(changed: asyncio.Event, timeout_seconds: float) -> None:
+    """Return at once if ``changed`` is set, else on its next setting or after the timeout;
+    leave it cleared either way."""
+    if not changed.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout_seconds)
+    changed.clear()
 
 
 class SourceStats(Protocol):
@@ -52,8 +82,8 @@ class Context:
     status_extra: dict[str, object] = field(default_factory=dict)
     #: counts of Kubernetes API errors by (operation, code)
     kube_api_errors: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: set when the state changed (``MonitorState.on_change``) or a stop was requested
-    state_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: state changes and stop requests, for the loops that follow the verdicts
+    changes: ChangeFeed = field(default_factory=ChangeFeed)
     _cached: tuple[int, float, Verdicts] | None = field(default=None, repr=False)
 
     def verdicts(self) -> Verdicts:

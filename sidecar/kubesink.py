@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from sidecar.context import Context
+from sidecar.context import Context, wait_for_change
 from sidecar.kubeworker import VerdictView
 from sidecar.membership import KubeFacts
 
@@ -16,6 +16,10 @@ class CoreSink:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._changed = ctx.changes.subscribe()
+
+    async def wait_for_change(self, timeout_seconds: float) -> None:
+        await wait_for_change(self._changed, timeout_seconds)
 
     def update_kube(self, facts: KubeFacts) -> None:
         self._ctx.state.update_kube(facts)

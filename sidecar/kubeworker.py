@@ -5,8 +5,9 @@ One coroutine, ``kube_worker``, runs named sub-tasks in its own TaskGroup (the p
 
 ``kube-own-pod``   list+watch of the own pod (fieldSelector): restart re-arm, labels, gate
 ``kube-peers``     list+watch of the peers: ``KubeFacts`` for the membership assessment
-``kube-verdicts``  every ``verdict_interval_seconds``: the kill-budget Lease, Events on
-                   verdict transitions, the readiness-gate condition, fresh facts
+``kube-verdicts``  on every state change, at least every ``verdict_interval_seconds``: the
+                   kill-budget Lease, Events on verdict transitions, the readiness-gate
+                   condition, fresh facts
 ``kube-log``       (``--log-source kubernetes``) follows the Keycloak container's log
 
 Expected failures (401/403/404/409/410/429/5xx, resets, timeouts, silent watches) are
@@ -246,7 +247,7 @@ async def _verdicts_task(
         await events.step(verdicts)
         await gate.step(verdicts)
         world.publish()
-        await sleep_or_stop(stop, tuning.verdict_interval_seconds)
+        await world.sink.wait_for_change(tuning.verdict_interval_seconds)
 
 
 # ---------------------------------------------------------------- log source

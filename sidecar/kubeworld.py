@@ -70,6 +70,10 @@ class KubeSink(Protocol):
     def log_idle(self) -> None:
         """No more log data for now (flush pending multi-line records)."""
 
+    async def wait_for_change(self, timeout_seconds: float) -> None:
+        """Return when the verdicts may have changed (the state changed, a stop was
+        requested), at the latest after ``timeout_seconds`` (deadlines pass silently)."""
+
 
 @dataclass(frozen=True, slots=True)
 class KubeTuning:
@@ -80,7 +84,9 @@ class KubeTuning:
     request_timeout_seconds: float = 10.0
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 30.0
-    verdict_interval_seconds: float = 0.25  # how soon a wanted kill takes its slot
+    # longest wait between verdict rounds (Lease, Events, gate); a state change wakes the
+    # loop at once, so a wanted kill takes its slot as soon as the evidence arrives
+    verdict_interval_seconds: float = 1.0
     lease_retry_seconds: float = 2.0
     log_idle_seconds: float = 0.5
     log_since_margin_seconds: int = 10

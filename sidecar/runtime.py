@@ -50,7 +50,7 @@ class Daemon:
 
     def request_stop(self) -> None:
         self.stop.set()
-        self.ctx.state_changed.set()  # the verdict worker makes its last observation now
+        self.ctx.changes.notify()  # the verdict loops make their last round now
 
 
 def build_context(settings: Settings, rules: Sequence[Rule], clock: Clock) -> Context:
@@ -67,7 +67,7 @@ def build_context(settings: Settings, rules: Sequence[Rule], clock: Clock) -> Co
         tracker=TransitionTracker(now),
         housekeeper=Housekeeper(now),
     )
-    state.on_change = ctx.state_changed.set
+    state.on_change = ctx.changes.notify
     return ctx
 
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import aiohttp
 
-from sidecar.context import Context
+from sidecar.context import Context, wait_for_change
 from sidecar.logfile import DEFAULT_POLL_MAX_BYTES
 from sidecar.probe import ProbeResult, probe_http
 
@@ -190,15 +190,14 @@ async def verdict_worker(ctx: Context, stop: asyncio.Event, interval_seconds: fl
     one last observation at stop, so the final transitions are in the log.  Each round also
     lets the housekeeper give memory back after a burst of log.  Waking only on change keeps
     an idle sidecar at one wake-up a second here (the cost of idling is its wake-ups)."""
-    changed = ctx.state_changed
+    changed = ctx.changes.subscribe()
     while True:
         changed.clear()
         observe_verdicts(ctx)
         if stop.is_set():
             return
         ctx.housekeeper.observe(ctx.pipeline.bytes_total, ctx.clock.monotonic())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), interval_seconds)
+        await wait_for_change(changed, interval_seconds)
 
 
 def observe_verdicts(ctx: Context) -> None:

@@ -81,6 +81,9 @@ class FakeCore:
     def log_idle(self) -> None:
         self.idles += 1
 
+    async def wait_for_change(self, timeout_seconds: float) -> None:
+        await asyncio.sleep(timeout_seconds)  # no change feed here: poll at the tuning
+
     def membership(self) -> MembershipAssessment:
         result = assess_membership(
             view=self.view,
