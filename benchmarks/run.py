@@ -1196,38 +1196,66 @@ def memory_rows(cfg: Config, procs: Processes, kube_env: dict[str, str] | None) 
 
 
 def measure_idle_cpu(cfg: Config, procs: Processes) -> list[Row]:
-    path = work_file(cfg, "idle.log")
-    gen = healthy_log(path)
-    gen.skip_pending()
-    daemon = start_daemon(cfg, procs, path, "idle")
+    """Two daemons at the same time, one with the Kubernetes side on (against the API double),
+    each on its own healthy log getting one line a second and one /livez every 10 s."""
     try:
-        wait_ingested(daemon, count_lines(path), 60)
-        poller = Poller(daemon.port)
-        cpu_before, started = cpu_seconds(daemon.child.pid), time.monotonic()
-        for second in range(cfg.idle_seconds):
-            append(path, gen.batch(1))
+        kube_env: dict[str, str] | None = start_kube_double(cfg, procs)
+    except RuntimeError as exc:
+        kube_env, kube_problem = None, str(exc)[:120]
+    idlers = []
+    try:
+        for tag, env in (("idle", None), ("idle-kube", kube_env)):
+            if tag == "idle-kube" and env is None:
+                continue
+            path = work_file(cfg, f"{tag}.log")
+            gen = healthy_log(path)
+            gen.skip_pending()
+            daemon = start_daemon(cfg, procs, path, tag, env)
+            wait_ingested(daemon, count_lines(path), 60)
+            idlers.append((daemon, gen, Poller(daemon.port)))
+        used, elapsed = idle_window(cfg, idlers)
+    finally:
+        for _daemon, _gen, poller in idlers:
+            poller.close()
+        procs.close()
+    rows = [idle_row(cfg, used[0], elapsed, kube=False)]
+    if kube_env is None:
+        rows.append(not_available("Idle CPU", "Kubernetes side on", kube_problem))
+    else:
+        rows.append(idle_row(cfg, used[1], elapsed, kube=True))
+    return rows
+
+
+def idle_window(
+    cfg: Config, idlers: list[tuple[Daemon, genlog.LogGenerator, Poller]]
+) -> tuple[list[float], float]:
+    """CPU seconds each daemon used over ``cfg.idle_seconds``, and the window's length."""
+    before = [cpu_seconds(d.child.pid) for d, _, _ in idlers]
+    started = time.monotonic()
+    for second in range(cfg.idle_seconds):
+        for daemon, gen, poller in idlers:
+            append(daemon.log_file, gen.batch(1))
             if second % 10 == 0:
                 poller.status("/livez")
-            time.sleep(max(0.0, started + second + 1 - time.monotonic()))
-        used = cpu_seconds(daemon.child.pid) - cpu_before
-        elapsed = time.monotonic() - started
-        poller.close()
-    finally:
-        procs.close()
+        time.sleep(max(0.0, started + second + 1 - time.monotonic()))
+    used = [cpu_seconds(d.child.pid) - b for (d, _, _), b in zip(idlers, before, strict=True)]
+    return used, time.monotonic() - started
+
+
+def idle_row(cfg: Config, used: float, elapsed: float, *, kube: bool) -> Row:
     figure = f"{used:.2f} CPU s over {elapsed:.0f} s = {100 * used / elapsed:.2f}% of a core"
-    command = (
-        f"{daemon_shown(cfg)}; 1 line/s appended, /livez every 10 s; "
-        "utime+stime from /proc/PID/stat"
+    shown = daemon_shown(cfg)
+    if kube:
+        shown = shown.replace(" --no-kubernetes", "") + " with KUBECONFIG=(kube_double.py)"
+    command = f"{shown}; 1 line/s appended, /livez every 10 s; utime+stime from /proc/PID/stat"
+    suffix = ", Kubernetes side on" if kube else ""
+    return Row(
+        "Idle CPU",
+        f"{cfg.idle_seconds} s healthy, 1 line/s{suffix}",
+        figure,
+        "< 0.5% of a core",
+        command,
     )
-    return [
-        Row(
-            "Idle CPU",
-            f"{cfg.idle_seconds} s healthy, 1 line/s",
-            figure,
-            "< 0.5% of a core",
-            command,
-        )
-    ]
 
 
 def measure_cold_start(cfg: Config, procs: Processes) -> list[Row]:
