@@ -818,12 +818,15 @@ def latency_rows(label: str, trials: Trials, goal: str, command: str) -> list[Ro
     return [Row("Detection latency", label, figure, goal, f"{command}; {trials.mode}")]
 
 
-def run_trials(cfg: Config, procs: Processes, under_load: bool) -> Trials:
-    tag = "load" if under_load else "idle"
+def run_trials(cfg: Config, procs: Processes, under_load: bool, kube: bool = False) -> Trials:
+    """``kube``: the Kubernetes side on, against the API double; /livez fails only once the
+    sidecar holds a kill-budget slot (a Lease taken through the API)."""
+    tag = ("load" if under_load else "idle") + ("-kube" if kube else "")
     trials = Trials()
     path = work_file(cfg, f"latency-{tag}.log")
     gen = healthy_log(path)
-    daemon = start_daemon(cfg, procs, path, f"latency-{tag}")
+    kube_env = start_kube_double(cfg, procs) if kube else None
+    daemon = start_daemon(cfg, procs, path, f"latency-{tag}", kube_env)
     poller = Poller(daemon.port)
     try:
         if wait_status(poller, "/livez", 200, 10.0) is None:
@@ -889,6 +892,14 @@ def measure_latency(cfg: Config, procs: Processes) -> list[Row]:
             )
             trials = run_fresh_trials(cfg, procs, under_load)
         rows.extend(latency_rows(label, trials, goal, command))
+    label = "fatal line -> /livez 503, idle, Kubernetes side on (kill-budget Lease taken first)"
+    kube_command = command.replace(" --no-kubernetes", "").replace(
+        '--keycloak-url ""', '--keycloak-url "" with KUBECONFIG=(kube_double.py)', 1
+    )
+    try:
+        rows.extend(latency_rows(label, run_trials(cfg, procs, False, kube=True), "", kube_command))
+    except RuntimeError as exc:
+        rows.append(not_available("Detection latency", label, str(exc)[:120]))
     return rows
 
 
