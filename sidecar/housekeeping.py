@@ -1,9 +1,10 @@
 """Giving memory back: a full garbage collection, then the C library's free pages.
 
-Neither step alone keeps the sidecar's memory flat (benchmarks/README.md, "Memory"): cycles
-that survive into the oldest generation wait for a full collection, which CPython runs only
-when that generation grew by a quarter; and the C heap keeps pages that small objects freed
-in its middle until ``malloc_trim`` hands them back.  Over four simulated hours of a busy
+Neither step alone keeps the sidecar's memory flat (benchmarks/README.md, "Where the time
+goes", item 6): some blocks are released only by a full collection (which also empties the
+interpreter's free lists; CPython runs one by itself only when the oldest generation grew by
+a quarter), and the C heap keeps the pages freed in its middle until ``malloc_trim`` hands
+them back.  Over four simulated hours of a busy
 Keycloak log, RSS crept from 40.9 to 45.3 MiB with neither, to 42.3 (collection only) or
 42.9 MiB (trim only), and stayed at 39.6 MiB with both.
 

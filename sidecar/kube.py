@@ -339,13 +339,13 @@ class KubeApi:
             async with asyncio.timeout(self._timeout_seconds):
                 response = await self._start(operation, path, query, body)
                 async with response:
-                    body = await response.read()
+                    answer = await response.read()
         except TimeoutError:
             raise KubeError(operation, "timeout") from None
         except (aiohttp.ClientError, OSError):
             raise KubeError(operation, "unreachable") from None
         try:
-            decoded = json.loads(body)
+            decoded = json.loads(answer)
         except ValueError:
             raise KubeError(operation, "bad_response", 200) from None
         if not isinstance(decoded, dict):

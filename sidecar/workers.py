@@ -192,7 +192,6 @@ async def verdict_worker(ctx: Context, stop: asyncio.Event, interval_seconds: fl
     an idle sidecar at one wake-up a second here (the cost of idling is its wake-ups)."""
     changed = ctx.changes.subscribe()
     while True:
-        changed.clear()
         observe_verdicts(ctx)
         if stop.is_set():
             return
