@@ -297,10 +297,19 @@ def proc_status_kib(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+def proc_stat_fields(pid: int) -> list[str]:
+    """``/proc/PID/stat`` after the command name: field 0 is the state, 7 minflt, 11 utime."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat_fields(pid)
     ticks = int(fields[11]) + int(fields[12])  # utime + stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def minor_faults(pid: int) -> int:
+    return int(proc_stat_fields(pid)[7])
 
 
 # --- the daemon -----------------------------------------------------------------------------
@@ -329,7 +338,14 @@ def daemon_argv(cfg: Config, log_file: Path, port: int) -> list[str]:
     ]
 
 
-def daemon_shown(cfg: Config) -> str:
+def daemon_shown(cfg: Config, *, kube: bool = False) -> str:
+    """The daemon's command line as the table shows it; ``kube``: as ``start_daemon`` runs
+    it with ``start_kube_double``'s environment."""
+    if kube:
+        return (
+            f'{cfg.sidecar_shown} --log-file F --listen 127.0.0.1:P --keycloak-url "" with '
+            "KUBECONFIG=(benchmarks/kube_double.py: 2 ready pods) POD_NAME=keycloak-0"
+        )
     return (
         f'{cfg.sidecar_shown} --log-file F --listen 127.0.0.1:P --no-kubernetes --keycloak-url ""'
     )
@@ -874,10 +890,11 @@ def run_fresh_trials(cfg: Config, procs: Processes, under_load: bool) -> Trials:
 
 def measure_latency(cfg: Config, procs: Processes) -> list[Row]:
     rows: list[Row] = []
-    command = (
-        f"{daemon_shown(cfg)}; append a Quarkus 'Failed to start server' block, "
+    trial = (
+        "append a Quarkus 'Failed to start server' block, "
         "poll /livez every 1 ms (keep-alive) until 503"
     )
+    command = f"{daemon_shown(cfg)}; {trial}"
     for under_load, goal in ((False, "p99 < 50 ms"), (True, "p99 < 200 ms")):
         label = (
             f"fatal line -> /livez 503, while ingesting {LOAD_LINES_PER_SECOND:,} lines/s"
@@ -893,9 +910,7 @@ def measure_latency(cfg: Config, procs: Processes) -> list[Row]:
             trials = run_fresh_trials(cfg, procs, under_load)
         rows.extend(latency_rows(label, trials, goal, command))
     label = "fatal line -> /livez 503, idle, Kubernetes side on (kill-budget Lease taken first)"
-    kube_command = command.replace(" --no-kubernetes", "").replace(
-        '--keycloak-url ""', '--keycloak-url "" with KUBECONFIG=(kube_double.py)', 1
-    )
+    kube_command = f"{daemon_shown(cfg, kube=True)}; {trial}"
     try:
         rows.extend(latency_rows(label, run_trials(cfg, procs, False, kube=True), "", kube_command))
     except RuntimeError as exc:
@@ -940,10 +955,6 @@ def wrk_row(metric: str, server: Server, goal: str, command: str) -> Row:
     if result.non_2xx:
         figure += f" ({result.non_2xx} non-2xx)"
     return Row("Endpoint cost", metric, figure, goal, command)
-
-
-def minor_faults(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 @dataclass(slots=True)
@@ -1142,10 +1153,7 @@ def memory_rows(cfg: Config, procs: Processes, kube_env: dict[str, str] | None) 
     daemon = start_daemon(cfg, procs, path, "memory-kube" if kube else "memory", kube_env)
     label = human_lines(cfg.memory_lines)
     suffix = ", Kubernetes side on" if kube else ""
-    shown = daemon_shown(cfg)
-    if kube:
-        shown = shown.replace(" --no-kubernetes", "")
-        shown += " with KUBECONFIG=(benchmarks/kube_double.py: 2 ready pods) POD_NAME=keycloak-0"
+    shown = daemon_shown(cfg, kube=kube)
     shown += (
         f"; VmRSS/VmHWM from /proc/PID/status, {cfg.settle_seconds:g} s after the last line "
         "was read"
@@ -1209,10 +1217,12 @@ def memory_rows(cfg: Config, procs: Processes, kube_env: dict[str, str] | None) 
 def measure_idle_cpu(cfg: Config, procs: Processes) -> list[Row]:
     """Two daemons at the same time, one with the Kubernetes side on (against the API double),
     each on its own healthy log getting one line a second and one /livez every 10 s."""
+    kube_env: dict[str, str] | None = None
+    kube_problem = ""
     try:
-        kube_env: dict[str, str] | None = start_kube_double(cfg, procs)
+        kube_env = start_kube_double(cfg, procs)
     except RuntimeError as exc:
-        kube_env, kube_problem = None, str(exc)[:120]
+        kube_problem = str(exc)[:120]
     idlers = []
     try:
         for tag, env in (("idle", None), ("idle-kube", kube_env)):
@@ -1255,9 +1265,7 @@ def idle_window(
 
 def idle_row(cfg: Config, used: float, elapsed: float, *, kube: bool) -> Row:
     figure = f"{used:.2f} CPU s over {elapsed:.0f} s = {100 * used / elapsed:.2f}% of a core"
-    shown = daemon_shown(cfg)
-    if kube:
-        shown = shown.replace(" --no-kubernetes", "") + " with KUBECONFIG=(kube_double.py)"
+    shown = daemon_shown(cfg, kube=kube)
     command = f"{shown}; 1 line/s appended, /livez every 10 s; utime+stime from /proc/PID/stat"
     suffix = ", Kubernetes side on" if kube else ""
     return Row(
