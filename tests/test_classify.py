@@ -80,12 +80,8 @@ def test_db_unreachable_at_startup_never_kills() -> None:
     entry = next(e for e in CORPUS if e["id"] == "kc-093")
     events, verdict = run(entry["text"])
     assert [e["reason"] for e in events] == ["db_unreachable"]
-    assert verdict == {
-        "started": False,
-        "live": True,
-        "ready": False,
-        "reasons": ["not_started", "db_unavailable"],
-    }
+    assert verdict == {"started": False, "live": True, "ready": False,
+                       "reasons": ["not_started", "db_unavailable"]}
 
 
 def test_fatal_block_reason_is_the_specific_cause() -> None:
@@ -119,54 +115,41 @@ def test_wildfly_embedded_preboot_is_not_a_start() -> None:
 
 
 def test_view_printed_several_times_is_one_event() -> None:
-    line = (
-        "10:49:20,313 INFO  [org.infinispan.CLUSTER] (MSC service thread 1-{n}) ISPN000094: "
-        "Received new cluster view for channel ejb: [febdf24633cd|0] (1) [febdf24633cd]"
-    )
+    line = ("10:49:20,313 INFO  [org.infinispan.CLUSTER] (MSC service thread 1-{n}) ISPN000094: "
+            "Received new cluster view for channel ejb: [febdf24633cd|0] (1) [febdf24633cd]")
     events, _ = run("\n".join(line.format(n=n) for n in range(4, 8)))
     assert [e["event"] for e in events] == ["cluster_view"]
 
 
 def test_member_names_with_topology_suffix() -> None:
-    body = (
-        "ISPN000094: Received new cluster view for channel ISPN: [kc-0-32308(site-id=k8s, "
-        "rack-id=keycloak, machine-id=node2)|4] (2) [kc-0-32308(site-id=k8s, rack-id="
-        "keycloak, machine-id=node2), kc-1-53028(site-id=k8s, rack-id=keycloak, machine-id="
-        "node1)]"
-    )
+    body = ("ISPN000094: Received new cluster view for channel ISPN: [kc-0-32308(site-id=k8s, "
+            "rack-id=keycloak, machine-id=node2)|4] (2) [kc-0-32308(site-id=k8s, rack-id="
+            "keycloak, machine-id=node2), kc-1-53028(site-id=k8s, rack-id=keycloak, machine-id="
+            "node1)]")
     view = parse_view(body)
     assert view is not None
-    assert view.members == (
-        "kc-0-32308(site-id=k8s, rack-id=keycloak, machine-id=node2)",
-        "kc-1-53028(site-id=k8s, rack-id=keycloak, machine-id=node1)",
-    )
+    assert view.members == ("kc-0-32308(site-id=k8s, rack-id=keycloak, machine-id=node2)",
+                            "kc-1-53028(site-id=k8s, rack-id=keycloak, machine-id=node1)")
 
 
 def test_merged_view_with_subgroups_and_starting_placeholder() -> None:
-    body = (
-        "ISPN000093: Received new, MERGED cluster view for channel ISPN: MergeView::"
-        "[keycloak-1-10183|5] (3) [keycloak-1-10183, keycloak-0-51234, keycloak-2-9931], "
-        "2 subgroups: [keycloak-1-10183|4] (3) [keycloak-1-10183, keycloak-0-51234, "
-        "keycloak-2-9931], [(starting)|0] (1) [(starting)]"
-    )
+    body = ("ISPN000093: Received new, MERGED cluster view for channel ISPN: MergeView::"
+            "[keycloak-1-10183|5] (3) [keycloak-1-10183, keycloak-0-51234, keycloak-2-9931], "
+            "2 subgroups: [keycloak-1-10183|4] (3) [keycloak-1-10183, keycloak-0-51234, "
+            "keycloak-2-9931], [(starting)|0] (1) [(starting)]")
     view = parse_view(body)
     assert view is not None
     assert (view.view_id, view.size, view.merged) == (5, 3, True)
     assert view.members[0] == "keycloak-1-10183"
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "Failed to create lock table. Maybe other transaction created in the meantime. Retrying...",
-        "Waiting for changelog lock....",
-    ],
-)
+@pytest.mark.parametrize("text", [
+    "Failed to create lock table. Maybe other transaction created in the meantime. Retrying...",
+    "Waiting for changelog lock....",
+])
 def test_lock_retries_are_progress_not_fatal(text: str) -> None:
-    line = (
-        "2022-11-01 18:22:29,111 WARN  [org.keycloak.connections.jpa.updater.liquibase.lock."
-        f"CustomLockService] (main) {text}"
-    )
+    line = ("2022-11-01 18:22:29,111 WARN  [org.keycloak.connections.jpa.updater.liquibase.lock."
+            f"CustomLockService] (main) {text}")
     events, verdict = run(line)
     assert [e["event"] for e in events] == ["startup_progress"]
     assert verdict["live"] is True
@@ -174,31 +157,23 @@ def test_lock_retries_are_progress_not_fatal(text: str) -> None:
 
 def test_jvm_flag_naming_out_of_memory_is_not_an_oom() -> None:
     """The entrypoint echoes JAVA_OPTS at every start; the flag is not an error."""
-    events, verdict = run(
-        "JAVA_OPTS already set in environment; overriding default settings "
-        "with values: -Xms64m -Xmx512m -XX:+ExitOnOutOfMemoryError"
-    )
+    events, verdict = run("JAVA_OPTS already set in environment; overriding default settings "
+                          "with values: -Xms64m -Xmx512m -XX:+ExitOnOutOfMemoryError")
     assert events == []
     assert verdict["live"] is True
 
 
-@pytest.mark.parametrize(
-    "cause",
-    [
-        "ERROR: Connection to postgres-service:5432 refused. Check that the hostname and port are "
-        "correct and that the postmaster is accepting TCP/IP connections.",
-        "ERROR: Could not connect to address=(host=mariadb)(port=3306)(type=master) : "
-        "Socket fail to connect to host:mariadb, port:3306. Connection refused",
-    ],
-)
+@pytest.mark.parametrize("cause", [
+    "ERROR: Connection to postgres-service:5432 refused. Check that the hostname and port are "
+    "correct and that the postmaster is accepting TCP/IP connections.",
+    "ERROR: Could not connect to address=(host=mariadb)(port=3306)(type=master) : "
+    "Socket fail to connect to host:mariadb, port:3306. Connection refused",
+])
 def test_database_causes_of_a_failed_start_never_kill(cause: str) -> None:
-    prefix = (
-        "2025-01-01 10:00:00,000 ERROR [org.keycloak.quarkus.runtime.cli."
-        "ExecutionExceptionHandler] (main) "
-    )
-    events, verdict = run(
-        f"{prefix}ERROR: Failed to start server in (production) mode\n{prefix}{cause}"
-    )
+    prefix = ("2025-01-01 10:00:00,000 ERROR [org.keycloak.quarkus.runtime.cli."
+              "ExecutionExceptionHandler] (main) ")
+    events, verdict = run(f"{prefix}ERROR: Failed to start server in (production) mode\n"
+                          f"{prefix}{cause}")
     assert [e["reason"] for e in events] == ["failed_to_start", "db_unreachable"]
     assert verdict["live"] is True
 

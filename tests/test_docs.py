@@ -23,7 +23,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 def section(title: str) -> str:
     start = README.index(f"## {title}\n")
     end = README.find("\n## ", start + 1)
-    return README[start : end if end != -1 else None]
+    return README[start:end if end != -1 else None]
 
 
 def test_settings_table_lists_every_setting_with_its_default() -> None:
@@ -40,9 +40,8 @@ def test_reason_table_lists_every_verdict_reason() -> None:
     assert documented == set(REASONS)
 
 
-@pytest.mark.parametrize(
-    "reason", sorted(STARTUP_FATAL_REASONS | RUNTIME_FATAL_REASONS | CLUSTER_DEGRADED_REASONS)
-)
+@pytest.mark.parametrize("reason", sorted(STARTUP_FATAL_REASONS | RUNTIME_FATAL_REASONS
+                                          | CLUSTER_DEGRADED_REASONS))
 def test_event_reasons_are_documented(reason: str) -> None:
     assert f"`{reason}`" in section("Reason codes")
 
@@ -77,19 +76,10 @@ def test_endpoints_table_lists_the_routes() -> None:
     from sidecar.web import create_app
 
     state = MonitorState(0.0)
-    ctx = Context(
-        load_settings({}, {}),
-        ManualClock(),
-        state,
-        Policy(),
-        Pipeline([], state),
-        CollectorRegistry(),
-        TransitionTracker(0.0),
-        Housekeeper(0.0),
-    )
-    routes = {
-        r.resource.canonical for r in create_app(ctx).router.routes() if r.resource is not None
-    }
+    ctx = Context(load_settings({}, {}), ManualClock(), state, Policy(), Pipeline([], state),
+                  CollectorRegistry(), TransitionTracker(0.0), Housekeeper(0.0))
+    routes = {r.resource.canonical for r in create_app(ctx).router.routes()
+              if r.resource is not None}
     table = section("Endpoints")
     documented = set(re.findall(r"^\| `(/\w*)`", table, re.M))
     assert documented == routes - {"/"}

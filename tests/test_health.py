@@ -10,13 +10,8 @@ from sidecar.membership import KubeFacts
 from sidecar.probe import ProbeResult
 from sidecar.state import MonitorState
 
-POLICY = Policy(
-    startup_deadline_seconds=1200,
-    progress_timeout_seconds=300,
-    liveness_grace_seconds=60,
-    degraded_hold_seconds=60,
-    db_down_hold_seconds=60,
-)
+POLICY = Policy(startup_deadline_seconds=1200, progress_timeout_seconds=300,
+                liveness_grace_seconds=60, degraded_hold_seconds=60, db_down_hold_seconds=60)
 T0 = 1000.0
 
 
@@ -32,170 +27,58 @@ def state_with(*events: tuple[float, LogEvent], probes: tuple[str, ...] = ()) ->
     return state
 
 
-def probe(
-    target: str,
-    ok: bool,
-    error: str = "",
-    *,
-    database_down: bool = False,
-    checks: tuple[object, ...] = (),
-) -> ProbeResult:
-    return ProbeResult(
-        target=target,
-        ok=ok,
-        status=200 if ok else 503,
-        latency_seconds=0.01,
-        error=error,
-        keycloak_status="UP" if ok else "DOWN",
-        checks=checks,
-        database_down=database_down,
-        observed_at=0.0,
-    )  # type: ignore[arg-type]
+def probe(target: str, ok: bool, error: str = "", *, database_down: bool = False,
+          checks: tuple[object, ...] = ()) -> ProbeResult:
+    return ProbeResult(target=target, ok=ok, status=200 if ok else 503, latency_seconds=0.01,
+                       error=error, keycloak_status="UP" if ok else "DOWN",
+                       checks=checks, database_down=database_down, observed_at=0.0)  # type: ignore[arg-type]
 
 
 STARTED = ev(EventKind.STARTUP_COMPLETE)
 CASES = [
     # (id, events, now, started, live, ready, reasons)
-    (
-        "booting",
-        [(T0 + 5, ev(EventKind.STARTUP_PROGRESS))],
-        T0 + 10,
-        False,
-        True,
-        False,
-        ["not_started"],
-    ),
+    ("booting", [(T0 + 5, ev(EventKind.STARTUP_PROGRESS))], T0 + 10, False, True, False,
+     ["not_started"]),
     ("started", [(T0 + 30, STARTED)], T0 + 31, True, True, True, []),
-    (
-        "liquibase fatal",
-        [(T0 + 8, ev(EventKind.STARTUP_FATAL, "liquibase"))],
-        T0 + 9,
-        False,
-        False,
-        False,
-        ["startup_fatal", "not_started"],
-    ),
-    (
-        "db unreachable is not a kill",
-        [(T0 + 8, ev(EventKind.STARTUP_FATAL, "db_unreachable"))],
-        T0 + 9,
-        False,
-        True,
-        False,
-        ["not_started", "db_unavailable"],
-    ),
-    (
-        "generic fatal caused by db is not a kill",
-        [
-            (T0 + 8, ev(EventKind.STARTUP_FATAL, "failed_to_start")),
-            (T0 + 8, ev(EventKind.STARTUP_FATAL, "db_unreachable")),
-        ],
-        T0 + 9,
-        False,
-        True,
-        False,
-        ["not_started", "db_unavailable"],
-    ),
-    (
-        "specific cause beats db noise",
-        [
-            (T0 + 8, ev(EventKind.STARTUP_FATAL, "db_unreachable")),
-            (T0 + 9, ev(EventKind.STARTUP_FATAL, "liquibase")),
-        ],
-        T0 + 10,
-        False,
-        False,
-        False,
-        ["startup_fatal", "not_started", "db_unavailable"],
-    ),
-    (
-        "oom after start",
-        [(T0 + 30, STARTED), (T0 + 90, ev(EventKind.RUNTIME_FATAL, "out_of_memory"))],
-        T0 + 91,
-        True,
-        False,
-        False,
-        ["runtime_fatal"],
-    ),
-    (
-        "slow boot within deadline",
-        [(T0 + 100, ev(EventKind.STARTUP_PROGRESS))],
-        T0 + 1199,
-        False,
-        True,
-        False,
-        ["not_started"],
-    ),
-    (
-        "past deadline but progress keeps coming",
-        [(T0 + 1150, ev(EventKind.STARTUP_PROGRESS))],
-        T0 + 1400,
-        False,
-        True,
-        False,
-        ["not_started"],
-    ),
-    (
-        "hung: past deadline and silent",
-        [(T0 + 100, ev(EventKind.STARTUP_PROGRESS))],
-        T0 + 1201,
-        False,
-        False,
-        False,
-        ["startup_hung", "not_started"],
-    ),
-    (
-        "shutdown",
-        [(T0 + 30, STARTED), (T0 + 60, ev(EventKind.SHUTDOWN, "stopped"))],
-        T0 + 61,
-        True,
-        True,
-        False,
-        ["shutting_down"],
-    ),
-    (
-        "degraded recently",
-        [(T0 + 30, STARTED), (T0 + 60, ev(EventKind.CLUSTER_DEGRADED, "split_brain"))],
-        T0 + 100,
-        True,
-        True,
-        False,
-        ["cluster_degraded"],
-    ),
-    (
-        "degraded long ago",
-        [(T0 + 30, STARTED), (T0 + 60, ev(EventKind.CLUSTER_DEGRADED, "split_brain"))],
-        T0 + 200,
-        True,
-        True,
-        True,
-        [],
-    ),
-    (
-        "runtime db errors: ready false, live true",
-        [(T0 + 30, STARTED), (T0 + 60, ev(EventKind.STARTUP_FATAL, "db_unreachable"))],
-        T0 + 61,
-        True,
-        True,
-        False,
-        ["db_unavailable"],
-    ),
+    ("liquibase fatal", [(T0 + 8, ev(EventKind.STARTUP_FATAL, "liquibase"))], T0 + 9,
+     False, False, False, ["startup_fatal", "not_started"]),
+    ("db unreachable is not a kill", [(T0 + 8, ev(EventKind.STARTUP_FATAL, "db_unreachable"))],
+     T0 + 9, False, True, False, ["not_started", "db_unavailable"]),
+    ("generic fatal caused by db is not a kill",
+     [(T0 + 8, ev(EventKind.STARTUP_FATAL, "failed_to_start")),
+      (T0 + 8, ev(EventKind.STARTUP_FATAL, "db_unreachable"))],
+     T0 + 9, False, True, False, ["not_started", "db_unavailable"]),
+    ("specific cause beats db noise",
+     [(T0 + 8, ev(EventKind.STARTUP_FATAL, "db_unreachable")),
+      (T0 + 9, ev(EventKind.STARTUP_FATAL, "liquibase"))],
+     T0 + 10, False, False, False, ["startup_fatal", "not_started", "db_unavailable"]),
+    ("oom after start", [(T0 + 30, STARTED), (T0 + 90, ev(EventKind.RUNTIME_FATAL,
+                                                          "out_of_memory"))],
+     T0 + 91, True, False, False, ["runtime_fatal"]),
+    ("slow boot within deadline", [(T0 + 100, ev(EventKind.STARTUP_PROGRESS))], T0 + 1199,
+     False, True, False, ["not_started"]),
+    ("past deadline but progress keeps coming", [(T0 + 1150, ev(EventKind.STARTUP_PROGRESS))],
+     T0 + 1400, False, True, False, ["not_started"]),
+    ("hung: past deadline and silent", [(T0 + 100, ev(EventKind.STARTUP_PROGRESS))],
+     T0 + 1201, False, False, False, ["startup_hung", "not_started"]),
+    ("shutdown", [(T0 + 30, STARTED), (T0 + 60, ev(EventKind.SHUTDOWN, "stopped"))], T0 + 61,
+     True, True, False, ["shutting_down"]),
+    ("degraded recently", [(T0 + 30, STARTED), (T0 + 60, ev(EventKind.CLUSTER_DEGRADED,
+                                                            "split_brain"))],
+     T0 + 100, True, True, False, ["cluster_degraded"]),
+    ("degraded long ago", [(T0 + 30, STARTED), (T0 + 60, ev(EventKind.CLUSTER_DEGRADED,
+                                                            "split_brain"))],
+     T0 + 200, True, True, True, []),
+    ("runtime db errors: ready false, live true",
+     [(T0 + 30, STARTED), (T0 + 60, ev(EventKind.STARTUP_FATAL, "db_unreachable"))],
+     T0 + 61, True, True, False, ["db_unavailable"]),
 ]
 
 
-@pytest.mark.parametrize(
-    ("events", "now", "started", "live", "ready", "reasons"),
-    [c[1:] for c in CASES],
-    ids=[c[0] for c in CASES],
-)
-def test_policy_table(
-    events: list[tuple[float, LogEvent]],
-    now: float,
-    started: bool,
-    live: bool,
-    ready: bool,
-    reasons: list[str],
-) -> None:
+@pytest.mark.parametrize(("events", "now", "started", "live", "ready", "reasons"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_policy_table(events: list[tuple[float, LogEvent]], now: float, started: bool,
+                      live: bool, ready: bool, reasons: list[str]) -> None:
     verdicts = evaluate(state_with(*events).snapshot(), now, POLICY)
     assert (verdicts.started.ok, verdicts.live.ok, verdicts.ready.ok) == (started, live, ready)
     assert list(dict.fromkeys([*verdicts.live.reasons, *verdicts.ready.reasons])) == reasons
@@ -210,10 +93,8 @@ def test_no_log_means_no_hang_verdict() -> None:
 def test_new_boot_rearms_after_fatal() -> None:
     state = state_with((T0 + 8, ev(EventKind.STARTUP_FATAL, "liquibase")))
     assert not evaluate(state.snapshot(), T0 + 9, POLICY).live.ok
-    recorded = state.apply(
-        ev(EventKind.STARTUP_PROGRESS, boot_marker=True, rule="jboss-modules", once_per_boot=True),
-        T0 + 30,
-    )
+    recorded = state.apply(ev(EventKind.STARTUP_PROGRESS, boot_marker=True, rule="jboss-modules",
+                              once_per_boot=True), T0 + 30)
     assert [e.kind for e in recorded] == [EventKind.BOOT, EventKind.STARTUP_PROGRESS]
     verdicts = evaluate(state.snapshot(), T0 + 31, POLICY)
     assert verdicts.live.ok and not verdicts.started.ok
@@ -254,7 +135,8 @@ def test_http_target_coming_back_rearms() -> None:
 
 def test_readiness_database_check_marks_db_down() -> None:
     state = state_with((T0 + 30, STARTED), probes=("ready",))
-    state.record_probe(probe("ready", ok=False, error="http_status", database_down=True), T0 + 40)
+    state.record_probe(probe("ready", ok=False, error="http_status", database_down=True),
+                       T0 + 40)
     verdicts = evaluate(state.snapshot(), T0 + 41, POLICY)
     assert verdicts.db_down and verdicts.live.ok
     assert "db_unavailable" in verdicts.ready.reasons
@@ -262,31 +144,13 @@ def test_readiness_database_check_marks_db_down() -> None:
 
 def test_kill_is_deferred_without_a_budget_slot() -> None:
     state = state_with((T0 + 8, ev(EventKind.STARTUP_FATAL, "liquibase")))
-    state.update_kube(
-        KubeFacts(
-            api_ok=True,
-            api_error="",
-            own_pod="kc-0",
-            peers=(),
-            kill_slot_held=False,
-            budget_enabled=True,
-            observed_at=T0,
-        )
-    )
+    state.update_kube(KubeFacts(api_ok=True, api_error="", own_pod="kc-0", peers=(),
+                                kill_slot_held=False, budget_enabled=True, observed_at=T0))
     verdicts = evaluate(state.snapshot(), T0 + 9, POLICY)
     assert verdicts.live.ok and verdicts.kill_wanted == "startup_fatal"
     assert "kill_deferred" in verdicts.ready.reasons
-    state.update_kube(
-        KubeFacts(
-            api_ok=True,
-            api_error="",
-            own_pod="kc-0",
-            peers=(),
-            kill_slot_held=True,
-            budget_enabled=True,
-            observed_at=T0,
-        )
-    )
+    state.update_kube(KubeFacts(api_ok=True, api_error="", own_pod="kc-0", peers=(),
+                                kill_slot_held=True, budget_enabled=True, observed_at=T0))
     assert not evaluate(state.snapshot(), T0 + 10, POLICY).live.ok
 
 
@@ -321,9 +185,8 @@ def test_a_port_opening_after_a_fatal_line_does_not_rearm() -> None:
 
 
 def test_one_remote_timeout_is_routine_two_are_degraded() -> None:
-    state = state_with(
-        (T0 + 30, STARTED), (T0 + 40, ev(EventKind.CLUSTER_DEGRADED, "request_timeout"))
-    )
+    state = state_with((T0 + 30, STARTED),
+                       (T0 + 40, ev(EventKind.CLUSTER_DEGRADED, "request_timeout")))
     assert evaluate(state.snapshot(), T0 + 41, POLICY).ready.ok
     state.apply(ev(EventKind.CLUSTER_DEGRADED, "request_timeout"), T0 + 50)
     assert "cluster_degraded" in evaluate(state.snapshot(), T0 + 51, POLICY).ready.reasons

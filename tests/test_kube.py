@@ -379,9 +379,8 @@ def test_slim_import_loads_only_what_the_sidecar_uses(tmp_path: Path) -> None:
         "loaded = [m for m in sys.modules if m.startswith('kubernetes_asyncio')]\n"
         "print(len(loaded), 'kubernetes_asyncio.client.models.v1_pod' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     count, has_models = result.stdout.split()
     assert int(count) < 50

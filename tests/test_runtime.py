@@ -16,21 +16,15 @@ from pathlib import Path
 
 import pytest
 
-STARTED = (
-    "2024-12-07 17:52:23,717 INFO  [io.quarkus] (main) Keycloak 26.0.7 on JVM (powered by "
-    "Quarkus 3.15.1) started in 39.709s. Listening on: http://0.0.0.0:8080. Management "
-    "interface listening on http://0.0.0.0:9000.\n"
-)
-BOOT = (
-    "2024-12-07 17:51:50,001 INFO  [org.keycloak.quarkus.runtime.hostname.DefaultHostname"
-    "Provider] (main) Hostname settings: Base URL: <unset>, Hostname: <request>\n"
-)
-FATAL = (
-    "2024-12-07 17:52:01,100 ERROR [org.keycloak.quarkus.runtime.cli.ExecutionException"
-    "Handler] (main) ERROR: Failed to start server in (production) mode\n"
-    "2024-12-07 17:52:01,101 ERROR [org.keycloak.quarkus.runtime.cli.ExecutionException"
-    "Handler] (main) ERROR: Failed to start caches\n"
-)
+STARTED = ("2024-12-07 17:52:23,717 INFO  [io.quarkus] (main) Keycloak 26.0.7 on JVM (powered by "
+           "Quarkus 3.15.1) started in 39.709s. Listening on: http://0.0.0.0:8080. Management "
+           "interface listening on http://0.0.0.0:9000.\n")
+BOOT = ("2024-12-07 17:51:50,001 INFO  [org.keycloak.quarkus.runtime.hostname.DefaultHostname"
+        "Provider] (main) Hostname settings: Base URL: <unset>, Hostname: <request>\n")
+FATAL = ("2024-12-07 17:52:01,100 ERROR [org.keycloak.quarkus.runtime.cli.ExecutionException"
+         "Handler] (main) ERROR: Failed to start server in (production) mode\n"
+         "2024-12-07 17:52:01,101 ERROR [org.keycloak.quarkus.runtime.cli.ExecutionException"
+         "Handler] (main) ERROR: Failed to start caches\n")
 DEADLINE_SECONDS = 20.0
 
 
@@ -68,23 +62,10 @@ class Daemon:
     def __init__(self, log_file: str, *, stdin: int | None = None) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sidecar",
-                "--log-file",
-                log_file,
-                "--listen",
-                f"127.0.0.1:{self.port}",
-                "--no-kubernetes",
-                "--keycloak-url",
-                "",
-            ],
-            stdin=stdin,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+            [sys.executable, "-m", "sidecar", "--log-file", log_file, "--listen",
+             f"127.0.0.1:{self.port}", "--no-kubernetes", "--keycloak-url", ""],
+            stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
         wait_for(self.port, "/status", 200)
 
     def stop(self) -> tuple[int, str]:
@@ -103,9 +84,8 @@ def daemons() -> Iterator[list[Daemon]]:
             daemon.process.wait()
 
 
-def test_fatal_line_turns_livez_503_and_sigterm_stops_cleanly(
-    tmp_path: Path, daemons: list[Daemon]
-) -> None:
+def test_fatal_line_turns_livez_503_and_sigterm_stops_cleanly(tmp_path: Path,
+                                                                daemons: list[Daemon]) -> None:
     log = tmp_path / "keycloak.log"
     log.write_text(BOOT)
     daemons.append(daemon := Daemon(str(log)))
@@ -117,14 +97,12 @@ def test_fatal_line_turns_livez_503_and_sigterm_stops_cleanly(
     code, err = daemon.stop()
     assert code == 0
     lines = [json.loads(line) for line in err.splitlines()]
-    assert any(
-        e["msg"] == "Verdict changed" and e["verdict"] == "live" and not e["ok"] for e in lines
-    )
+    assert any(e["msg"] == "Verdict changed" and e["verdict"] == "live" and not e["ok"]
+               for e in lines)
 
 
-def test_sidecar_restart_keeps_a_started_keycloak_alive(
-    tmp_path: Path, daemons: list[Daemon]
-) -> None:
+def test_sidecar_restart_keeps_a_started_keycloak_alive(tmp_path: Path,
+                                                         daemons: list[Daemon]) -> None:
     """A sidecar that restarts next to a running Keycloak must not miss 'started'."""
     log = tmp_path / "keycloak.log"
     log.write_text(BOOT + STARTED + "2024-12-07 18:00:00,000 INFO  [org.x] (main) other\n" * 500)
@@ -136,7 +114,8 @@ def test_sidecar_restart_keeps_a_started_keycloak_alive(
     assert status["log"]["caught_up"] is True  # type: ignore[index]
 
 
-def test_sidecar_restart_remembers_a_fatal_condition(tmp_path: Path, daemons: list[Daemon]) -> None:
+def test_sidecar_restart_remembers_a_fatal_condition(tmp_path: Path,
+                                                      daemons: list[Daemon]) -> None:
     log = tmp_path / "keycloak.log"
     log.write_text(BOOT + FATAL)
     daemons.append(daemon := Daemon(str(log)))
@@ -167,22 +146,9 @@ def test_missing_log_file_is_not_keycloaks_death(tmp_path: Path, daemons: list[D
 
 
 def test_bad_setting_is_a_clear_error() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sidecar",
-            "--listen",
-            "0.0.0.0:8080",
-            "--probe-timeout",
-            "soon",
-            "--check-config",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = subprocess.run([sys.executable, "-m", "sidecar", "--listen", "0.0.0.0:8080",
+                             "--probe-timeout", "soon", "--check-config"],
+                            capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2
     assert "collides with Keycloak HTTP" in result.stderr
     assert "not a duration" in result.stderr
