@@ -18,9 +18,9 @@ import json
 import pathlib
 from typing import Any
 
-from sidecar import analyze
-from sidecar.health import Policy
-from sidecar.rules import builtin_rules
+from sidecar.core.health import Policy
+from sidecar.log.rules import builtin_rules
+from sidecar.tools import analyze
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 CORPUS_DIR = DATA / "corpus"
