@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from corpus_extra import Events, Verdict, load_extra, load_stories, run
 
+from sidecar.log.classify import parse_view
+
 RECORDS = load_extra()
 FATAL = {"startup_fatal", "runtime_fatal"}
 ALARMING = FATAL | {"cluster_degraded", "shutdown", "db_unavailable"}
@@ -52,6 +54,10 @@ KNOWN_MISSES: dict[str, str] = {
     "db-024": "db_error: want no fatal event and live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
     "db-025": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
     "db-026": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "db-027": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "db-029": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "db-030": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "db-031": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
     "fa-004": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "fa-005": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "fa-008": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
@@ -62,6 +68,7 @@ KNOWN_MISSES: dict[str, str] = {
     "fa-013": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "fa-014": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "fa-015": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "fa-017": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "sd-004": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
     "sd-005": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
     "sd-006": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
@@ -133,6 +140,8 @@ def problems_with(label: str, events: Events, verdict: Verdict) -> list[str]:  #
     if label == "shutdown":
         ok = "shutdown" in kinds and not kinds & FATAL
         return [] if ok else [f"shutdown: want a shutdown event, no fatal; {got}"]
+    if label == "cluster_view":
+        return _view_problems(events, verdict)
     if label == "startup_complete":
         ok = "startup_complete" in kinds and verdict["started"]
         return [] if ok else [f"startup_complete: want the completion, started; {got}"]
@@ -140,6 +149,26 @@ def problems_with(label: str, events: Events, verdict: Verdict) -> list[str]:  #
         ok = "startup_progress" in kinds and not kinds & ALARMING
         return [] if ok else [f"startup_progress: want progress, nothing alarming; {got}"]
     return [f"unknown label {label}"]
+
+
+def _view_problems(events: Events, verdict: Verdict) -> list[str]:
+    kinds = set(_kinds(events))
+    ok = "cluster_view" in kinds and not kinds & FATAL and verdict["live"]
+    return [] if ok else [f"cluster_view: want the view, no fatal, live; got {_kinds(events)}"]
+
+
+@pytest.mark.parametrize(
+    "record", [r for r in RECORDS if "expected_view_id" in r], ids=lambda r: r["id"]
+)
+def test_view_members_are_parsed(record: dict[str, Any]) -> None:
+    view = parse_view(record["text"])
+    assert view is not None
+    assert (view.view_id, view.coordinator, view.size) == (
+        record["expected_view_id"],
+        record["expected_coordinator"],
+        record["expected_size"],
+    )
+    assert list(view.members) == record["expected_members"]
 
 
 def _params(records: list[dict[str, Any]]) -> list[Any]:
