@@ -337,3 +337,40 @@ def test_every_story_is_sourced_and_expects_something() -> None:
         assert log.is_file(), log
         assert meta["source"].startswith("https://"), log
         assert meta["expect"], log
+
+
+def _reading(text: str) -> tuple[list[tuple[str, str]], bool, bool]:
+    events, verdict = run(text)
+    kinds = [(e["event"], e.get("reason", "")) for e in events if e["event"] != "boot"]
+    return kinds, verdict["started"], verdict["live"]
+
+
+def _layout_params() -> list[Any]:
+    out = []
+    for record in RECORDS:
+        for layout, text in _layouts(record).items():
+            if layout == "as-printed":
+                continue
+            key = (record["id"], layout)
+            marks = ()
+            if key in KNOWN_LAYOUT_DIFFS:
+                marks = (pytest.mark.xfail(reason=KNOWN_LAYOUT_DIFFS[key], strict=True),)
+            out.append(
+                pytest.param(
+                    record["text"],
+                    text,
+                    id=f"{record['label']}-{record['id']}-{layout}",
+                    marks=marks,
+                )
+            )
+    return out
+
+
+#: (record id, layout) -> how the reading differs from the record as printed today
+KNOWN_LAYOUT_DIFFS: dict[tuple[str, str], str] = {}
+
+
+@pytest.mark.parametrize(("printed", "rendered"), _layout_params())
+def test_layout_does_not_change_the_reading(printed: str, rendered: str) -> None:
+    """The same record under kubectl's stamp or in Keycloak's JSON layout reads the same."""
+    assert _reading(rendered) == _reading(printed)
