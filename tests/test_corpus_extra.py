@@ -58,6 +58,7 @@ KNOWN_MISSES: dict[str, str] = {
     "db-029": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "db-030": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
     "db-031": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
+    "db-032": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'failed_to_start'} {'started': False, 'live': False, 'ready': False}",
     "fa-004": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "fa-005": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "fa-008": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
@@ -78,6 +79,7 @@ KNOWN_MISSES: dict[str, str] = {
     "sd-012": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
     "sd-016": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
     "wr-001": "startup_complete: want the completion, started; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "wr-005": "startup_progress: want progress, nothing alarming; got ['startup_fatal'] {'liquibase'} {'started': False, 'live': False, 'ready': False}",
 }
 #: (record id, layout) -> why that database record still fails liveness in that layout
 KNOWN_KILLS: dict[tuple[str, str], str] = {
@@ -101,6 +103,22 @@ KNOWN_KILLS: dict[tuple[str, str], str] = {
         "db-022",
         "as-printed",
     ): "db_unavailable record fails liveness (as-printed): got ['startup_fatal'] ['db_lock']",
+    (
+        "db-032",
+        "as-printed",
+    ): "db_unavailable record fails liveness (as-printed): got ['startup_fatal'] ['failed_to_start']",
+    (
+        "db-032",
+        "kubectl",
+    ): "db_unavailable record fails liveness (kubectl): got ['startup_fatal'] ['failed_to_start']",
+    (
+        "db-032",
+        "json",
+    ): "db_unavailable record fails liveness (json): got ['startup_fatal'] ['failed_to_start']",
+    (
+        "db-032",
+        "kubectl-json",
+    ): "db_unavailable record fails liveness (kubectl-json): got ['startup_fatal'] ['failed_to_start']",
 }
 
 
@@ -142,6 +160,9 @@ def problems_with(label: str, events: Events, verdict: Verdict) -> list[str]:  #
         return [] if ok else [f"shutdown: want a shutdown event, no fatal; {got}"]
     if label == "cluster_view":
         return _view_problems(events, verdict)
+    if label in ("node_joined", "node_left"):
+        ok = label in kinds and not kinds & FATAL
+        return [] if ok else [f"{label}: want the event, no fatal; {got}"]
     if label == "startup_complete":
         ok = "startup_complete" in kinds and verdict["started"]
         return [] if ok else [f"startup_complete: want the completion, started; {got}"]
