@@ -63,6 +63,9 @@ KNOWN_MISSES: dict[str, str] = {
     "db-030": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
     "db-031": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
     "db-032": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'failed_to_start'} {'started': False, 'live': False, 'ready': False}",
+    "db-033": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'failed_to_start'} {'started': False, 'live': False, 'ready': False}",
+    "db-034": "db_error: want no fatal event and live; got ['startup_fatal'] {'db_lock'} {'started': False, 'live': False, 'ready': False}",
+    "db-037": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "fa-004": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "fa-005": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
     "fa-008": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
@@ -83,6 +86,10 @@ KNOWN_MISSES: dict[str, str] = {
     "sd-010": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
     "sd-012": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
     "sd-016": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "sd-018": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "sd-019": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "sd-020": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
+    "sd-021": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
     "wr-001": "startup_complete: want the completion, started; got [] set() {'started': False, 'live': True, 'ready': False}",
     "wr-005": "startup_progress: want progress, nothing alarming; got ['startup_fatal'] {'liquibase'} {'started': False, 'live': False, 'ready': False}",
 }
@@ -124,6 +131,35 @@ KNOWN_KILLS: dict[tuple[str, str], str] = {
         "db-032",
         "kubectl-json",
     ): "db_unavailable record fails liveness (kubectl-json): got ['startup_fatal'] ['failed_to_start']",
+    (
+        "db-033",
+        "as-printed",
+    ): "db_unavailable record fails liveness (as-printed): got ['startup_fatal'] ['failed_to_start']",
+    (
+        "db-033",
+        "kubectl",
+    ): "db_unavailable record fails liveness (kubectl): got ['startup_fatal'] ['failed_to_start']",
+    (
+        "db-033",
+        "json",
+    ): "db_unavailable record fails liveness (json): got ['startup_fatal'] ['failed_to_start']",
+    (
+        "db-033",
+        "kubectl-json",
+    ): "db_unavailable record fails liveness (kubectl-json): got ['startup_fatal'] ['failed_to_start']",
+    (
+        "db-034",
+        "as-printed",
+    ): "db_error record fails liveness (as-printed): got ['startup_fatal'] ['db_lock']",
+    (
+        "db-034",
+        "kubectl",
+    ): "db_error record fails liveness (kubectl): got ['startup_fatal'] ['db_lock']",
+    ("db-034", "json"): "db_error record fails liveness (json): got ['startup_fatal'] ['db_lock']",
+    (
+        "db-034",
+        "kubectl-json",
+    ): "db_error record fails liveness (kubectl-json): got ['startup_fatal'] ['db_lock']",
 }
 
 
