@@ -57,6 +57,7 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
 fi
 apt_install java openjdk-17-jre-headless
 apt_install mvn maven
+apt_install iptables iptables   # the partition scenario filters JGroups traffic on loopback
 if [[ $want_image -eq 1 ]]; then
     apt_install podman podman
     apt_install buildah buildah

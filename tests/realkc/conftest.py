@@ -31,17 +31,11 @@ from realkc_cluster import (
     check_tools,
     fetch_keycloak,
     selected_version,
+    unavailable,
 )
 
 BOOT_TIMEOUT_SECONDS = 420.0
 MAX_RESTARTS = 3
-
-
-def unavailable(reason: str) -> None:
-    """Fail loudly in CI (a silent skip would hide the point of the suite); skip locally."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"real-Keycloak suite cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(f"real Keycloak unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +80,7 @@ def cluster(keycloak_home: tuple[str, Path], realkc_root: Path) -> Iterator[Real
                 realkc_root / f"kc{i}",
                 processes,
                 json_log=i == 1,  # one node logs plain text, the other JSON
+                node_name=f"kc{i}",  # as a pod's host name: the peers' names in the API
             )
             for i in range(2)
         ]
@@ -117,7 +112,7 @@ def boot_like_a_kubelet(real: RealCluster) -> None:
     kubelet restarts such a container; nothing else (and never the sidecar) kills anything.
     """
     deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
-    while not all(s.status("/startupz") == 200 and alive(s.node.proc) for s in real.sidecars):
+    while not all(has_started(s) and alive(s.node.proc) for s in real.sidecars):
         assert time.monotonic() < deadline, "the two nodes did not both start"
         for sidecar in real.sidecars:
             node = sidecar.node
@@ -127,6 +122,12 @@ def boot_like_a_kubelet(real: RealCluster) -> None:
                 real.exits.append(Exit(node.name, node.proc.returncode, body, node.log_text()))
                 node.start()
         time.sleep(0.5)
+
+
+def has_started(sidecar: Sidecar) -> bool:
+    """The sidecar's ``started`` verdict (``/startupz`` is 200 after a failed boot too)."""
+    verdicts = sidecar.get("/status")[1].get("verdicts", {})
+    return bool(verdicts.get("started", {}).get("ok"))
 
 
 def leftover_processes(roots: tuple[Path, ...]) -> list[str]:

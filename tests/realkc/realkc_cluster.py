@@ -15,6 +15,7 @@ the other node through the shared database, so the nodes form one Infinispan clu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +56,13 @@ POLL_SECONDS = 0.1
 
 class Missing(RuntimeError):
     """A tool the suite needs is absent (skip locally, fail under CI=true)."""
+
+
+def unavailable(reason: str) -> None:
+    """Fail loudly in CI (a silent skip would hide the point of the suite); skip locally."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"real-Keycloak suite cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(f"real Keycloak unavailable: {reason}")
 
 
 def versions() -> list[str]:
@@ -299,6 +308,8 @@ class KeycloakNode:
     json_log: bool = False
     extra_args: tuple[str, ...] = ()
     heap_options: str = HEAP_OPTIONS
+    #: Infinispan/JGroups node name; in a pod it derives from the pod's host name
+    node_name: str = ""
     http_port: int = 0
     management_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -343,6 +354,9 @@ class KeycloakNode:
         ]
         if self.json_log:
             args.append("--log-file-output=json")
+        if self.node_name:
+            # Keycloak 26 refuses -Djboss.node.name ("System property jboss.node.name is in use")
+            args.append(f"--spi-cache-embedded-default-node-name={self.node_name}")
         return [*args, *self.extra_args]
 
     def env(self) -> dict[str, str]:
@@ -413,6 +427,8 @@ class Sidecar:
     node: KeycloakNode
     processes: Processes
     overrides: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    name: str = ""  # of its log file; default "sidecar"
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -425,7 +441,7 @@ class Sidecar:
 
     @property
     def log_path(self) -> Path:
-        return self.node.directory / "sidecar.log"
+        return self.node.directory / f"{self.name or 'sidecar'}.log"
 
     def argv(self) -> list[str]:
         overrides = {"--no-kubernetes": "true", **self.overrides}
@@ -434,7 +450,8 @@ class Sidecar:
 
     def start(self) -> None:
         out = self.log_path.open("ab")
-        self.proc = self.processes.spawn(self.argv(), stdout=out, stderr=subprocess.STDOUT)
+        env = {**os.environ, **self.env}
+        self.proc = self.processes.spawn(self.argv(), env=env, stdout=out, stderr=subprocess.STDOUT)
         wait_until(f"sidecar of {self.node.name} serves", self.serves, 30)
 
     def serves(self) -> bool:
@@ -495,6 +512,81 @@ def processes_closed() -> Iterator[Processes]:
         yield processes
     finally:
         processes.close()
+
+
+# --------------------------------------------------------------------------- the API double
+
+
+class KubeApiThread:
+    """tests/kubeapi.py's Kubernetes API double, served from its own event loop in a thread."""
+
+    def __init__(self, namespace: str) -> None:
+        from kubeapi import KubeApiDouble
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="kube-api", daemon=True)
+        self.api = KubeApiDouble(namespace=namespace)
+
+    def start(self, directory: Path) -> Path:
+        """Start serving; returns the kubeconfig that points at it."""
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.api.__aenter__(), self.loop).result(30)
+        return self.call(self.api.write_kubeconfig, directory)
+
+    def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``function`` in the double's loop (its state belongs to that loop)."""
+
+        async def run() -> Any:
+            return function(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            exit_ = self.api.__aexit__(None, None, None)
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(exit_, self.loop).result(30)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=30)
+        self.loop.close()
+
+
+# --------------------------------------------------------------------------- a partition
+
+
+@dataclass
+class Partition:
+    """Packet filtering between two loopback addresses (iptables, a chain of our own)."""
+
+    first: str
+    second: str
+    chain: str = field(default_factory=lambda: f"REALKC{os.getpid()}")
+    active: bool = False
+
+    @staticmethod
+    def available() -> str:
+        """Empty when a partition can be made here, else why not."""
+        if shutil.which("iptables") is None:
+            return "iptables not found (apt-get install iptables)"
+        if os.geteuid() != 0:
+            return "iptables needs root"
+        return ""
+
+    def _iptables(self, *args: str, check: bool = True) -> None:
+        subprocess.run(["iptables", "-w", *args], check=check, capture_output=True, timeout=30)
+
+    def cut(self) -> None:
+        self._iptables("-N", self.chain)
+        self._iptables("-A", self.chain, "-s", self.first, "-d", self.second, "-j", "DROP")
+        self._iptables("-A", self.chain, "-s", self.second, "-d", self.first, "-j", "DROP")
+        self._iptables("-I", "INPUT", "-j", self.chain)
+        self.active = True
+
+    def heal(self) -> None:
+        self._iptables("-D", "INPUT", "-j", self.chain, check=False)
+        self._iptables("-F", self.chain, check=False)
+        self._iptables("-X", self.chain, check=False)
+        self.active = False
 
 
 # --------------------------------------------------------------------------- the cluster

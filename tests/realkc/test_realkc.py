@@ -22,11 +22,16 @@ import pytest
 from realkc_cluster import (
     FIXTURES,
     KeycloakNode,
+    KubeApiThread,
+    Partition,
+    Postgres,
     RealCluster,
     Sidecar,
     alive,
     analyze_json,
+    free_port,
     kill_group,
+    unavailable,
     wait_until,
 )
 
@@ -168,6 +173,79 @@ def kill_group_of(node: KeycloakNode) -> None:
         node.proc.wait(timeout=30)
 
 
+# --------------------------------------------------------------------------- 8. stalled boot
+
+STALL_DEADLINE_SECONDS = 60
+STALL_PROGRESS_SECONDS = 20
+
+
+def test_bootstrap_stalled_by_a_frozen_database(cluster: RealCluster) -> None:
+    """A database of its own frozen (SIGSTOP) during the first migration: the boot hangs.
+
+    The sidecar (deadline and progress timeout shortened from the manifest's 20m/5m) fails
+    /livez with ``startup_hung`` only after the deadline and only once the progress lines have
+    stopped for the progress timeout.
+    """
+    frozen = Postgres(cluster.processes)
+    node = KeycloakNode(
+        "kc-stalled",
+        cluster.home,
+        "127.0.0.8",
+        frozen.jdbc_url("keycloak"),
+        cluster.root / "kc-stalled",
+        cluster.processes,
+    )
+    sidecar = Sidecar(
+        node,
+        cluster.processes,
+        overrides={
+            "--startup-deadline": f"{STALL_DEADLINE_SECONDS}s",
+            "--progress-timeout": f"{STALL_PROGRESS_SECONDS}s",
+        },
+    )
+    try:
+        frozen.init()
+        frozen.start()
+        frozen.create_database("keycloak")
+        started = time.monotonic()
+        sidecar.start()
+        node.start()
+        wait_until(
+            "the first migration begins",
+            lambda: (
+                node.has_logged("Initializing database schema")
+                or node.has_logged("Updating database")
+            ),
+            FATAL_TIMEOUT_SECONDS,
+        )
+        frozen.freeze()
+        frozen_at = time.monotonic()
+        lines_at_freeze = node.log_text().count("\n")
+        wait_until("/livez 503", lambda: sidecar.status("/livez") == 503, 240)
+        failed_at = time.monotonic()
+        body = sidecar.get("/livez")[1]
+        assert body["reasons"] == ["startup_hung"], body
+        # never before the deadline, never while progress lines came
+        assert failed_at - started >= STALL_DEADLINE_SECONDS
+        assert failed_at - frozen_at >= STALL_PROGRESS_SECONDS
+        print(
+            f"[realkc] stalled: frozen {frozen_at - started:.0f} s after start, "
+            f"/livez 503 after {failed_at - started:.0f} s; "
+            f"{node.log_text().count(chr(10)) - lines_at_freeze} lines after the freeze"
+        )
+    finally:
+        for proc in (node.proc, sidecar.proc):
+            if proc is not None:
+                kill_group(proc, signal.SIGKILL)
+        if frozen.proc is not None:
+            frozen.thaw()
+            frozen.stop()
+        frozen.remove()
+    log = save_fixture(cluster, "stalled-db-frozen", node)
+    _, verdict = analyze_json(log)
+    assert not verdict["started"], verdict
+
+
 # --------------------------------------------------------------------------- 5. bad start
 
 
@@ -240,6 +318,92 @@ def test_invalid_option(cluster: RealCluster) -> None:
     assert [e.get("reason") for e in events_of(log, "startup_fatal")] == ["config"]
 
 
+# --------------------------------------------------------------------------- 9. HTTPS
+
+
+def self_signed(directory: Path, address: str) -> tuple[Path, Path]:
+    """A real self-signed certificate for ``address`` (openssl), and its key."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            f"/CN={address}",
+            "-addext",
+            f"subjectAltName=IP:{address}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def test_health_bodies_over_https(cluster: RealCluster) -> None:
+    """Keycloak's real health bodies over HTTPS with a self-signed certificate.
+
+    With ``--probe-ca-file`` the sidecar parses started/live/ready (with the database check);
+    without it, the probe fails as ``tls`` and that alone is no reason to fail /livez.
+    """
+    address = "127.0.0.7"
+    directory = cluster.root / "kc-https"
+    cert, key = self_signed(directory, address)
+    node = KeycloakNode(
+        "kc-https",
+        cluster.home,
+        address,
+        cluster.postgres.jdbc_url("keycloak"),
+        directory,
+        cluster.processes,
+        extra_args=(
+            f"--https-certificate-file={cert}",
+            f"--https-certificate-key-file={key}",
+            f"--https-port={free_port(address)}",
+        ),
+    )
+    url = f"https://{address}:{node.management_port}"
+    trusting = Sidecar(
+        node, cluster.processes, overrides={"--keycloak-url": url, "--probe-ca-file": str(cert)}
+    )
+    untrusting = Sidecar(
+        node, cluster.processes, overrides={"--keycloak-url": url}, name="sidecar-no-ca"
+    )
+    trusting.start()
+    untrusting.start()
+    node.start()
+    try:
+        wait_until("ready over HTTPS", lambda: trusting.status("/readyz") == 200, 300)
+        probes = trusting.get("/status")[1]["probes"]
+        for target in ("started", "live", "ready"):
+            assert probes[target]["ok"], probes[target]
+            assert probes[target]["keycloak_status"] == "UP", probes[target]
+        names = [check["name"] for check in probes["ready"]["checks"]]
+        assert any("database" in name for name in names), names
+        wait_until(
+            "the untrusting probe fails as tls",
+            lambda: untrusting.get("/status")[1]["probes"]["live"]["error"] == "tls",
+            60,
+        )
+        assert untrusting.status("/livez") == 200, untrusting.get("/livez")[1]
+    finally:
+        node.stop()
+        for car in (trusting, untrusting):
+            if car.proc is not None:
+                kill_group(car.proc, signal.SIGKILL)
+
+
 # --------------------------------------------------------------------------- 3. database down
 
 
@@ -273,6 +437,96 @@ def test_database_stopped_while_both_run(cluster: RealCluster) -> None:
         events, verdict = analyze_json(log)
         assert "startup_fatal" not in {e["event"] for e in events}
         assert verdict["live"], verdict
+
+
+# --------------------------------------------------------------------------- 6. partition
+
+LABELS = {"app.kubernetes.io/name": "keycloak", "app.kubernetes.io/component": "server"}
+
+
+def test_partition_between_the_two_nodes(cluster: RealCluster) -> None:
+    """kc0 <-> kc1 dropped by iptables while both run: both views split; with the API double
+    saying both pods are ready, membership loss is reported and at most one /livez fails."""
+    why = Partition.available()
+    if why:
+        unavailable(why)
+    wait_until(
+        "both ready in a view of two",
+        lambda: all(s.status("/readyz") == 200 and view_size(s) == 2 for s in cluster.sidecars),
+        READY_TIMEOUT_SECONDS,
+    )
+    double = KubeApiThread("keycloak")
+    partition = Partition(cluster.nodes[0].address, cluster.nodes[1].address)
+    kube_cars: list[Sidecar] = []
+    try:
+        kubeconfig = double.start(cluster.root)
+        for node in cluster.nodes:
+            double.call(double.api.add_pod, node.name, LABELS, ready=True, ip=node.address)
+        for node in cluster.nodes:
+            car = Sidecar(
+                node,
+                cluster.processes,
+                overrides={
+                    "--no-kubernetes": "false",
+                    "--kubeconfig": str(kubeconfig),
+                    "--membership-grace": "20s",
+                },
+                env={"POD_NAME": node.name, "POD_NAMESPACE": "keycloak"},
+                name="sidecar-kube",
+            )
+            car.start()
+            kube_cars.append(car)
+            cluster.watch.sidecars[f"{node.name}-kube"] = car
+        wait_until("the Kubernetes-side sidecars ready", lambda: all_ready(kube_cars), 120)
+        mark = time.monotonic()
+        partition.cut()
+        wait_until("both views split", lambda: all(view_size(s) == 1 for s in kube_cars), 240)
+        wait_until(
+            "one /livez 503 for the lost peer",
+            lambda: any("cluster_peers_missing" in s.reasons("/livez") for s in kube_cars),
+            180,
+        )
+        time.sleep(15)  # the other one would have failed by now without the kill budget
+        failing = [s for s in kube_cars if s.status("/livez") == 503]
+        assert len(failing) == 1, [s.get("/livez")[1] for s in kube_cars]
+        other = next(s for s in kube_cars if s is not failing[0])
+        assert "kill_deferred" in other.reasons("/readyz"), other.get("/readyz")[1]
+        assert never_both_failing(cluster, ["kc0-kube", "kc1-kube"], mark)
+    finally:
+        partition.heal()
+    try:
+        wait_until("one view of two again", lambda: all(view_size(s) == 2 for s in kube_cars), 300)
+        wait_until(
+            "both /livez 200", lambda: all(s.status("/livez") == 200 for s in kube_cars), 120
+        )
+    finally:
+        for car in kube_cars:
+            cluster.watch.sidecars.pop(f"{car.node.name}-kube", None)
+            if car.proc is not None:
+                kill_group(car.proc, signal.SIGKILL)
+        double.stop()
+    for node in cluster.nodes:
+        log = save_fixture(cluster, "partition", node)
+        events, verdict = analyze_json(log)
+        sizes = [e["size"] for e in events if e["event"] == "cluster_view"]
+        assert 1 in sizes, sizes
+        assert sizes[-1] == 2, sizes
+        assert verdict["live"], verdict
+
+
+def all_ready(sidecars: list[Sidecar]) -> bool:
+    return all(s.status("/readyz") == 200 and view_size(s) == 2 for s in sidecars)
+
+
+def never_both_failing(cluster: RealCluster, names: list[str], since: float) -> bool:
+    """In the watch's time-ordered samples, the named sidecars never failed /livez together."""
+    last = dict.fromkeys(names, 200)
+    for t, name, status, _ in cluster.watch.samples:
+        if name in last and t >= since:
+            last[name] = status
+            if all(s != 200 for s in last.values()):
+                return False
+    return True
 
 
 # --------------------------------------------------------------------------- 4. peers leave

@@ -67,6 +67,13 @@ EXPECTED: dict[tuple[str, str], Expected] = {
     ("clean-stop", "kc1"): Expected(
         live=True, started=True, reasons=frozenset({"shutting_down"}), no_fatal=True
     ),
+    # -Djboss.node.name given: Keycloak 26 refuses it as a configuration error
+    ("node-name-property", "*"): Expected(
+        live=False,
+        started=False,
+        reasons=frozenset({"startup_fatal"}),
+        fatal_causes=frozenset({"failed_to_start"}),
+    ),
     # kc1 stopped, restarted, SIGKILLed: kc0 alone in the end, kc1's last boot started
     ("stop-and-kill", "kc0"): Expected(**OK_NO_FATAL, last_view_size=1),  # type: ignore[arg-type]
     ("stop-and-kill", "kc1"): Expected(**OK_NO_FATAL, last_view_size=2),  # type: ignore[arg-type]
@@ -111,3 +118,18 @@ def last_view(events: list[dict[str, Any]]) -> dict[str, Any]:
     views = [e for e in events if e["event"] == "cluster_view"]
     assert views, "no cluster view"
     return views[-1]
+
+
+@pytest.mark.parametrize(
+    "name", ["26.5.6-node-name-property-kc0.log", "26.5.6-node-name-property-kc1.log"]
+)
+@pytest.mark.xfail(
+    strict=True,
+    reason="classifier: 'ERROR: System property jboss.node.name is in use. Use "
+    "--spi-cache-embedded-default-node-name config option instead' (line 5 plain, line 6 "
+    "JSON) is a configuration error; the only cause found is the generic failed_to_start",
+)
+def test_refused_system_property_is_a_config_cause(name: str) -> None:
+    events, _ = analyze_json(FIXTURES / name)
+    causes = {e.get("reason") for e in events if e["event"] == "startup_fatal"}
+    assert "config" in causes, causes
