@@ -52,6 +52,8 @@ DB_PASSWORD = "keycloak-test-password"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-test-password"
 POLL_SECONDS = 0.1
+#: JGroups TCP (7800) and FD_SOCK2 (bind port + 50000), Keycloak 26's jdbc-ping stack
+JGROUPS_PORTS = ("7800", "57800")
 
 
 class Missing(RuntimeError):
@@ -556,7 +558,7 @@ class KubeApiThread:
 
 @dataclass
 class Partition:
-    """Packet filtering between two loopback addresses (iptables, a chain of our own)."""
+    """Packet filtering of the JGroups traffic of two nodes (iptables, a chain of our own)."""
 
     first: str
     second: str
@@ -576,9 +578,18 @@ class Partition:
         subprocess.run(["iptables", "-w", *args], check=check, capture_output=True, timeout=30)
 
     def cut(self) -> None:
+        """Drop every JGroups packet to or from either node's JGroups ports.
+
+        By port, not by address pair: a node's outgoing connections may leave from 127.0.0.1
+        whatever its bind address.  The database, HTTP and management ports stay open.
+        """
         self._iptables("-N", self.chain)
-        self._iptables("-A", self.chain, "-s", self.first, "-d", self.second, "-j", "DROP")
-        self._iptables("-A", self.chain, "-s", self.second, "-d", self.first, "-j", "DROP")
+        for address in (self.first, self.second):
+            for port in JGROUPS_PORTS:
+                for direction in (("-d", address, "--dport"), ("-s", address, "--sport")):
+                    where, ip, port_flag = direction
+                    rule = [where, ip, "-p", "tcp", port_flag, port, "-j", "DROP"]
+                    self._iptables("-A", self.chain, *rule)
         self._iptables("-I", "INPUT", "-j", self.chain)
         self.active = True
 

@@ -35,7 +35,7 @@ from realkc_cluster import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.realkc, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.realkc, pytest.mark.timeout(1200)]
 
 #: the kubelet would restart after failureThreshold (3) failures periodSeconds (10) apart
 KUBELET_KILL_SECONDS = 20.0
