@@ -282,6 +282,12 @@ class Postgres:
         kill_group(self.proc, signal.SIGINT)
         self.proc.wait(timeout=60)
 
+    def kill(self) -> None:
+        """SIGKILL the whole server (a throw-away one: no shutdown to wait for)."""
+        assert self.proc is not None
+        kill_group(self.proc, signal.SIGKILL)
+        self.proc.wait(timeout=60)
+
     def freeze(self) -> None:
         assert self.proc is not None
         kill_group(self.proc, signal.SIGSTOP)

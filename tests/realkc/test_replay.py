@@ -63,6 +63,9 @@ EXPECTED: dict[tuple[str, str], Expected] = {
     # the database stopped and started again: never a liveness failure
     ("db-stopped", "kc0"): Expected(**OK_NO_FATAL, last_view_size=2),  # type: ignore[arg-type]
     ("db-stopped", "kc1"): Expected(**OK_NO_FATAL, last_view_size=2),  # type: ignore[arg-type]
+    # JGroups traffic dropped, then let through: split views, then a merged view of two
+    ("partition", "kc0"): Expected(**OK_NO_FATAL, last_view_size=2),  # type: ignore[arg-type]
+    ("partition", "kc1"): Expected(**OK_NO_FATAL, last_view_size=2),  # type: ignore[arg-type]
     # SIGTERM: a clean shutdown, not a failure
     ("clean-stop", "kc1"): Expected(
         live=True, started=True, reasons=frozenset({"shutting_down"}), no_fatal=True
@@ -96,7 +99,7 @@ def expectation(path: Path) -> Expected:
 def test_fixtures_exist() -> None:
     """The replay below is not vacuous: real logs are committed for every scenario."""
     scenarios = {m["scenario"] for p in saved_logs() if (m := NAME.match(p.name))}
-    assert {"story", "schema-conflict", "port-taken", "invalid-option"} <= scenarios
+    assert {"story", "schema-conflict", "port-taken", "invalid-option", "partition"} <= scenarios
 
 
 @pytest.mark.parametrize("path", saved_logs(), ids=lambda p: p.stem)
