@@ -34,6 +34,8 @@ from realkc_cluster import (
     unavailable,
 )
 
+#: what the terminal summary tells (the version is visible without -s)
+SEEN: dict[str, str] = {}
 BOOT_TIMEOUT_SECONDS = 840.0  # a loaded 2-core machine: 50 s to 6 min seen
 MAX_RESTARTS = 3
 
@@ -48,6 +50,7 @@ def keycloak_home() -> tuple[str, Path]:
     except Missing as missing:
         unavailable(str(missing))
     print(f"\n[realkc] real Keycloak {version} from {home}")
+    SEEN["version"] = f"real Keycloak {version} ({home})"
     return version, home
 
 
@@ -57,6 +60,7 @@ def realkc_root() -> Path:
     root = Path(wanted) if wanted else Path(tempfile.mkdtemp(prefix="realkc-"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"\n[realkc] logs of this run under {root}")
+    SEEN["logs"] = f"real Keycloak logs of this run under {root}"
     return root
 
 
@@ -146,3 +150,8 @@ def leftover_processes(roots: tuple[Path, ...]) -> list[str]:
             command = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{entry.name}: {command[:160]}")
     return found
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in SEEN.values():
+        terminalreporter.write_line(f"[realkc] {line}")
