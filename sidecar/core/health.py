@@ -39,6 +39,7 @@ REASONS: tuple[str, ...] = (
     "kill_deferred",
 )
 _GENERIC_FATAL = frozenset({"failed_to_start"})
+_NO_BOOT_SEEN = "no boot seen in this log"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,20 +124,33 @@ def evaluate(snap: HealthSnapshot, now: float, policy: Policy) -> Verdicts:
         )
     ready = Verdict(all(c.ok for c in ready_checks), ready_checks)
     started = Verdict(started_check.ok, (started_check,))
-    phase_over = started_check.ok or not live.ok
-    startup_probe = Verdict(
-        phase_over,
-        (
-            Check(
-                "startup_phase",
-                phase_over,
-                "" if phase_over else "not_started",
-                None if phase_over else snap.boot_started_at,
-                "started" if started_check.ok else ("failed" if not live.ok else "starting"),
-            ),
-        ),
-    )
+    startup_probe = _startup_probe(snap, started_check.ok, live.ok, now, policy)
     return Verdicts(started, live, ready, startup_probe, kill_wanted, membership, db_down)
+
+
+def _startup_probe(
+    snap: HealthSnapshot, started: bool, live: bool, now: float, policy: Policy
+) -> Verdict:
+    """The startup phase is over once started, failed, or (no boot ever seen) past the
+    deadline: a boot the sidecar never saw must not end in the startup probe's kill either."""
+    unseen_over = not snap.boot_seen and now >= (
+        snap.boot_started_at + policy.startup_deadline_seconds
+    )
+    over = started or not live or unseen_over
+    if started:
+        detail = "started"
+    elif not live:
+        detail = "failed"
+    else:
+        detail = _NO_BOOT_SEEN if unseen_over else "starting"
+    check = Check(
+        "startup_phase",
+        over,
+        "" if over else "not_started",
+        None if over else snap.boot_started_at,
+        detail,
+    )
+    return Verdict(over, (check,))
 
 
 def _started(snap: HealthSnapshot) -> Check:
@@ -213,6 +227,10 @@ def _hung_check(snap: HealthSnapshot, started: bool, now: float, policy: Policy)
     initializing = _initializing_since(snap)
     if started and initializing is None:
         return Check("bootstrap", True)
+    if initializing is None and not snap.boot_seen:
+        # the log began after the boot (rotated, or the sidecar started beside a running
+        # Keycloak): "no boot seen" is not "boot hung"; readiness says not_started instead
+        return Check("bootstrap", True, detail=_NO_BOOT_SEEN)
     if now < deadline_at or now < silent_at:
         return Check("bootstrap", True)
     detail = (

@@ -92,6 +92,9 @@ class HealthSnapshot:
     boot_started_at: float
     boot_cause: str
     boot_embedded: bool
+    #: positive evidence that this boot began where the sidecar could see it: a boot line in
+    #: the log, a container restart seen through the API, or an HTTP target gone and back
+    boot_seen: bool
     complete_at: float | None
     fatal_at: float | None
     fatal_reasons: tuple[str, ...]
@@ -360,6 +363,7 @@ class MonitorState:
             boot_started_at=boot.started_at,
             boot_cause=boot.cause,
             boot_embedded=boot.embedded,
+            boot_seen=boot.named or boot.cause != "initial",
             complete_at=boot.complete_at,
             fatal_at=boot.fatal_at,
             fatal_reasons=tuple(boot.fatal_reasons),
