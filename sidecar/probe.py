@@ -5,7 +5,8 @@ health and never touches shared state.  Network trouble never raises; it becomes
 class on the result (``timeout``, ``refused``, ``connection``, ``tls``, ``transfer``,
 ``http_status``, ``body``).  Only a complete answer is evidence about Keycloak: a failure
 status (``http_status``) or a parsed health body saying DOWN (``body``); a transfer broken
-after the status line (reset, short body) is ``transfer``, "unknown" like a timeout.  It logs nothing: the caller logs transitions, not every probe.
+after the status line (reset, short body) is ``transfer``, "unknown" like a timeout.  It
+logs nothing: the caller logs transitions, not every probe.
 
 Keycloak 17+ answers ``/health/*`` with a SmallRye health body
 (``{"status": "UP"|"DOWN", "checks": [...]}``); the WildFly era has no health endpoint and
