@@ -19,6 +19,7 @@ from sidecar.clock import Clock, SystemClock
 from sidecar.context import Context
 from sidecar.core.events import ProbeResult
 from sidecar.core.health import TransitionTracker
+from sidecar.core.redact import redacted_url
 from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
 from sidecar.log.pipeline import Pipeline
@@ -128,7 +129,7 @@ async def serve(
                 "version": __version__,
                 "log_source": settings.log_source,
                 "log_file": settings.log_file,
-                "keycloak_url": settings.keycloak_url or "(not probed)",
+                "keycloak_url": redacted_url(settings.keycloak_url) or "(not probed)",
             },
         )
         housekeeping.settle()

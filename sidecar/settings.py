@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sidecar.core.health import Policy
+from sidecar.core.redact import redacted_url
 
 
 class ConfigError(Exception):
@@ -98,7 +99,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 def _url_or_empty(text: str) -> str:
     text = text.strip().rstrip("/")
     if text and not re.match(r"^https?://[^/\s]+", text):
-        raise ValueError(f"not an http(s) URL: {text!r}")
+        raise ValueError(f"not an http(s) URL: {redacted_url(text)!r}")
     return text
 
 

@@ -60,11 +60,12 @@ def wait_for(port: int, path: str, status: int) -> dict[str, object]:
 
 class Daemon:
     def __init__(self, log_file: str, *, stdin: int | None = None,
-                 command: tuple[str, ...] = (sys.executable, "-m", "sidecar")) -> None:
+                 command: tuple[str, ...] = (sys.executable, "-m", "sidecar"),
+                 extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [*command, "--log-file", log_file, "--listen",
-             f"127.0.0.1:{self.port}", "--no-kubernetes", "--keycloak-url", ""],
+             f"127.0.0.1:{self.port}", "--no-kubernetes", "--keycloak-url", "", *extra],
             stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)
         wait_for(self.port, "/status", 200)
@@ -153,3 +154,18 @@ def test_bad_setting_is_a_clear_error() -> None:
     assert result.returncode == 2
     assert "collides with Keycloak HTTP" in result.stderr
     assert "not a duration" in result.stderr
+
+
+def test_keycloak_url_secrets_never_leave_the_daemon(tmp_path: Path,
+                                                      daemons: list[Daemon]) -> None:
+    """Userinfo and query of --keycloak-url: not in the start-up line, not in /status."""
+    url = f"http://admin:s3cret@127.0.0.1:{free_port()}/kc?access_token=t0ken"
+    daemons.append(daemon := Daemon(str(tmp_path / "keycloak.log"),
+                                    extra=("--keycloak-url", url)))
+    status = get(daemon.port, "/status")[1]
+    code, err = daemon.stop()
+    shown = status["settings"]["keycloak_url"]  # type: ignore[index]
+    assert shown == f"http://127.0.0.1:{url.split(':')[3].split('/')[0]}/kc?REDACTED"
+    assert code == 0 and "Serving" in err
+    for secret in ("s3cret", "t0ken", "admin:"):
+        assert secret not in err and secret not in json.dumps(status)

@@ -370,6 +370,20 @@ async def test_status_reports_the_cluster_view(harness: Harness, client: Client)
     )
 
 
+async def test_status_shows_member_names_only_as_parsed(harness: Harness, client: Client) -> None:
+    """Raw log text between a view's brackets never reaches /status."""
+    harness.clock.advance(2.0)
+    harness.write_log(
+        VIEW_LINE.replace("keycloak-controller-zorqg/keycloak", "s3cret user admin")
+    )
+
+    _, text = await get_text(client, "/status")
+
+    view = json.loads(text)["cluster"]["view"]
+    assert view["members"] == ["keycloak-controller-559a8/keycloak", "(unrecognised)"]
+    assert "s3cret" not in text
+
+
 async def test_status_reports_the_probes(tmp_path: Path) -> None:
     made = make_harness(tmp_path, probe_targets=("live", "ready"))
     made.probe("live")

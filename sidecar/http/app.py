@@ -29,12 +29,13 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from yarl import URL
 
 from sidecar import __version__
 from sidecar.context import Context
+from sidecar.core.events import ClusterView
 from sidecar.core.health import Check, Verdict, Verdicts
 from sidecar.core.membership import KubeFacts, MembershipAssessment
+from sidecar.core.redact import redacted_url, shown_member
 from sidecar.core.state import ProbeTrack
 
 CONTEXT_KEY: Final = web.AppKey("context", Context)
@@ -270,11 +271,20 @@ def _cluster_json(ctx: Context) -> dict[str, Any]:
     state = ctx.state
     view = state.view
     return {
-        "view": None if view is None else dataclasses.asdict(view),
+        "view": None if view is None else _view_json(view),
         "view_since": _wall(ctx, state.view_since),
         "degraded_at": _wall(ctx, state.degraded_at),
         "degraded_reason": state.degraded_reason,
         "db_error_at": _wall(ctx, state.db_error_at),
+    }
+
+
+def _view_json(view: ClusterView) -> dict[str, Any]:
+    """Member names only as the member-name parser reads them: never raw log text."""
+    return {
+        **dataclasses.asdict(view),
+        "coordinator": shown_member(view.coordinator),
+        "members": [shown_member(member) for member in view.members],
     }
 
 
@@ -341,7 +351,7 @@ def _settings_json(ctx: Context) -> dict[str, Any]:
     return {
         "log_source": settings.log_source,
         "log_file": settings.log_file,
-        "keycloak_url": _without_credentials(settings.keycloak_url),
+        "keycloak_url": redacted_url(settings.keycloak_url),
         "probe_targets": sorted(settings.probe_targets()),
         "probe_interval_seconds": settings.probe_interval_seconds,
         "probe_timeout_seconds": settings.probe_timeout_seconds,
@@ -354,13 +364,6 @@ def _settings_json(ctx: Context) -> dict[str, Any]:
         "readiness_gate_condition": settings.readiness_gate_condition,
         "emit_events": settings.emit_events,
     }
-
-
-def _without_credentials(url: str) -> str:
-    if not url:
-        return url
-    parsed = URL(url)
-    return str(parsed.with_user(None)) if parsed.user or parsed.password else url
 
 
 def _dumps(document: Any) -> str:
