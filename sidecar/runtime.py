@@ -108,18 +108,21 @@ async def serve(
             loop.add_signal_handler(signum, daemon.request_stop)
     from sidecar.http.app import create_app
     from sidecar.http.metrics import observe_probe, register_all
+    from sidecar.http.server import CappedSite, ServerLimits, make_runner
 
     metrics = register_all(ctx)
-    runner = web.AppRunner(
+    runner = make_runner(
         create_app(ctx),
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        ServerLimits(
+            idle_timeout_seconds=settings.http_idle_timeout_seconds,
+            max_connections=settings.http_max_connections,
+            shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_SECONDS,
+        ),
     )
     await runner.setup()
     try:
         host, port = settings.listen
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = CappedSite(runner, host, port, settings.http_max_connections)
         await site.start()
         daemon.port = _bound_port(runner) or port
         log.info(

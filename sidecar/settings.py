@@ -262,6 +262,30 @@ SPECS: tuple[Spec, ...] = (
         "HOST:PORT",
     ),
     Spec(
+        "http_idle_timeout_seconds",
+        _duration,
+        "5s",
+        "a connection to the endpoints with no request in progress (idle keep-alive, headers "
+        "never finished) is closed after this",
+        "DURATION",
+    ),
+    Spec(
+        "http_max_connections",
+        _positive_int,
+        "128",
+        "open connections to the endpoints at most; a new one closes the oldest, so the "
+        "kubelet's probes always get in",
+        "COUNT",
+    ),
+    Spec(
+        "http_cache_seconds",
+        _duration,
+        "1s",
+        "/metrics and /status bodies are reused this long unless the state or the log input "
+        "changed (a scrape storm cannot starve the probes)",
+        "DURATION",
+    ),
+    Spec(
         "log_level",
         _choice("debug", "info", "warning", "error"),
         "info",
@@ -360,6 +384,9 @@ class Settings:
     degraded_hold_seconds: float
     db_down_hold_seconds: float
     listen: tuple[str, int]
+    http_idle_timeout_seconds: float
+    http_max_connections: int
+    http_cache_seconds: float
     log_level: str
     no_kubernetes: bool
     kubeconfig: str

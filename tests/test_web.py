@@ -581,3 +581,44 @@ def _without_process(text: str) -> str:
     return "\n".join(
         line for line in text.splitlines() if "process_" not in line and "python_gc" not in line
     )
+
+
+class _CountingCollector:
+    """A registry member that counts how often /metrics renders."""
+
+    def __init__(self) -> None:
+        self.collections = 0
+
+    def collect(self) -> list[Any]:
+        self.collections += 1
+        return []
+
+
+async def test_metrics_storm_renders_once_while_nothing_changes(
+    harness: Harness, client: Client
+) -> None:
+    """300 concurrent scrapes cost one rendering: the probes are not starved (issue 15)."""
+    counter = _CountingCollector()
+    harness.ctx.registry.register(counter)  # type: ignore[arg-type]
+    registered = counter.collections  # the registry describes it once
+
+    answers = await asyncio.gather(*(get_text(client, "/metrics") for _ in range(300)))
+
+    assert {status for status, _ in answers} == {200}
+    assert len({text for _, text in answers}) == 1
+    assert counter.collections - registered == 1
+    harness.clock.advance(1.0)  # --http-cache 1s: then rendered afresh
+    await get_text(client, "/metrics")
+    assert counter.collections - registered == 2
+
+
+async def test_metrics_are_rendered_afresh_when_the_log_moves(
+    harness: Harness, client: Client
+) -> None:
+    counter = _CountingCollector()
+    harness.ctx.registry.register(counter)  # type: ignore[arg-type]
+    registered = counter.collections
+    await get_text(client, "/metrics")
+    harness.write_log(VIEW_LINE)
+    await get_text(client, "/metrics")
+    assert counter.collections - registered == 2

@@ -37,6 +37,7 @@ from sidecar.core.health import Check, Verdict, Verdicts
 from sidecar.core.membership import KubeFacts, MembershipAssessment
 from sidecar.core.redact import redacted_url, shown_member
 from sidecar.core.state import ProbeTrack
+from sidecar.http.server import cache_hook
 
 CONTEXT_KEY: Final = web.AppKey("context", Context)
 
@@ -100,8 +101,9 @@ def create_app(ctx: Context) -> web.Application:
     app.router.add_get("/", _index)
     for path, endpoint in _ENDPOINTS.items():
         app.router.add_get(path, partial(_verdict, endpoint))
-    app.router.add_get("/metrics", metrics_handler(ctx.registry))
-    app.router.add_get("/status", _status)
+    cache = cache_hook(ctx, ctx.settings.http_cache_seconds)
+    app.router.add_get("/metrics", cache(metrics_handler(ctx.registry)))
+    app.router.add_get("/status", cache(_status))
     return app
 
 

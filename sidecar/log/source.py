@@ -193,10 +193,10 @@ class LogFile(_LineSource):
     Starts at offset 0 of the existing file, then follows appends.  Each poll compares the
     file's first bytes with those read (a copytruncate followed by an append larger than the
     old size changes them).  At end of file it checks: size below the read offset on the same
-    inode means copytruncate (flush the partial line, restart at 0); a different inode at the path means rotation (drain the old file, flush,
-    open the new one from 0); no file at the path means wait, keeping the old file open so
-    that late writes to it are still read.  A directory at the path is no log: not present,
-    and a file there later is opened.
+    inode means copytruncate (flush the partial line, restart at 0); a different inode at the
+    path means rotation (drain the old file, flush, open the new one from 0); no file at the
+    path means wait, keeping the old file open so that late writes to it are still read.  A
+    directory at the path is no log: not present, and a file there later is opened.
     """
 
     def __init__(
