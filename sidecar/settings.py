@@ -272,9 +272,9 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "http_max_connections",
         _positive_int,
-        "128",
-        "open connections to the endpoints at most; a new one closes the oldest, so the "
-        "kubelet's probes always get in",
+        "512",
+        "open connections to the endpoints at most; a new one closes the oldest idle one, so "
+        "the kubelet's probes always get in",
         "COUNT",
     ),
     Spec(

@@ -4,8 +4,9 @@
   opened or after its last answer (aiohttp's keep-alive timer runs from the connection's
   start, so a client that never finishes its headers is closed too); the body of a request
   the handlers did not read is drained for at most ``_LINGER_SECONDS``.
-* At most ``max_connections`` are open: a new one closes the oldest, so a flood of idle or
-  trickling connections cannot keep the kubelet's probe out, and memory stays bounded.
+* At most ``max_connections`` are open: a new one closes the oldest idle one (a request
+  being answered only when none is idle), so a flood of idle or trickling connections
+  cannot keep the kubelet's probe out, and memory stays bounded (~5 KiB a connection).
 * ``/metrics`` and ``/status`` bodies are reused for ``cache_seconds`` while nothing changed
   (``cached``): a scrape storm costs one rendering per period, and the verdict endpoints
   (cached per verdict already) keep answering within the kubelet's timeout.
@@ -82,7 +83,7 @@ def make_runner(app: web.Application, limits: ServerLimits) -> web.AppRunner:
 
 
 class CappedSite(web.TCPSite):
-    """A TCP site that closes its oldest connection when a new one would pass the cap."""
+    """A TCP site that closes its oldest idle connection when a new one would pass the cap."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, max_connections: int):
         super().__init__(runner, host, port, reuse_address=True)
@@ -103,9 +104,15 @@ class CappedSite(web.TCPSite):
 
     def _admit(self, server: web.Server) -> asyncio.Protocol:
         connections = server.connections
-        for oldest in connections[: max(0, len(connections) - self._max_connections + 1)]:
-            oldest.force_close()
-            self.evicted_total += 1
+        excess = len(connections) - self._max_connections + 1
+        if excess > 0:
+            # idle ones first (no handler running: keep-alive, headers not finished), oldest
+            # first; a request being answered is closed only when nothing else is left
+            idle = [h for h in connections if h._current_request is None]
+            busy = [h for h in connections if h._current_request is not None]
+            for handler in (idle + busy)[:excess]:
+                handler.force_close()
+                self.evicted_total += 1
         return server()
 
 
