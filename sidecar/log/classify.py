@@ -30,7 +30,7 @@ _EMBEDDED_SERVICES_MAX = 200
 MAX_LINE_CHARS: Final = 4096
 #: the most characters of one record's body that the rules' patterns see; over it, stack
 #: frame lines go first, so the ``Caused by:`` chain (the root cause is last) stays
-MAX_RECORD_CHARS: Final = 16384
+MAX_RECORD_CHARS: Final = 8192
 _FRAME_STARTS: Final = ("at ", "... ")
 
 
