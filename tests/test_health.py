@@ -255,3 +255,12 @@ def test_unseen_boot_keeps_startup_probe_waiting_until_the_deadline() -> None:
     after = evaluate(state.snapshot(), T0 + 1200, POLICY)
     assert after.startup_probe.ok and after.live.ok and not after.ready.ok
     assert after.startup_probe.checks[0].detail == "no boot seen in this log"
+
+
+def test_a_broken_transfer_is_never_evidence() -> None:
+    """A reset after the status line (error class 'transfer') is unknown, like a timeout."""
+    state = state_with((T0 + 30, STARTED), probes=("live",))
+    state.record_probe(probe("live", ok=False, error="transfer"), T0 + 40)
+    verdicts = evaluate(state.snapshot(), T0 + 5000, POLICY)
+    assert verdicts.live.ok and verdicts.kill_wanted == ""
+    assert state.boot.number == 0  # not "gone and back" either
