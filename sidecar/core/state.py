@@ -21,7 +21,7 @@ from sidecar.core.events import (
     LogEvent,
     ProbeResult,
 )
-from sidecar.core.membership import KubeFacts
+from sidecar.core.membership import KubeFacts, MembershipAssessment
 
 _GONE_ERRORS = frozenset({"refused", "connection"})
 _RECENT_BOOT_SECONDS = 120.0
@@ -181,6 +181,11 @@ class MonitorState:
             if item.kind is EventKind.STARTUP_FATAL:
                 self.startup_fatal_total[item.reason] += 1
         return recorded
+
+    def begin_log_time(self) -> None:
+        """A replay in log time begins: the boot's origin is the log's first timestamp
+        (``log_time_started``), 0 until one is read."""
+        self.boot.started_at = 0.0
 
     def log_time_started(self, stamp: float) -> None:
         """A replay in log time reached the log's first timestamp: the boot the log begins
@@ -344,10 +349,12 @@ class MonitorState:
             self._bump()
         self.kube = facts
 
-    def set_membership_evidence(self, since: float | None) -> None:
-        if since != self.membership_evidence_since:
-            self._bump()
-        self.membership_evidence_since = since
+    def carry_membership_evidence(self, membership: MembershipAssessment | None) -> None:
+        """Part of the core step: remember when the current run of membership-loss evidence
+        began, for the next assessment (``membership.py``: evidence bookkeeping).  No
+        version bump: the verdicts just evaluated already assumed this value."""
+        evidence = membership is not None and not membership.ok and not membership.unknown
+        self.membership_evidence_since = membership.since if evidence and membership else None
 
     # --- snapshot ------------------------------------------------------------------------------
     def snapshot(self) -> HealthSnapshot:
