@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import regex_work
 from corpus import load_corpus
 
+from sidecar.log import classify
 from sidecar.log.classify import make_record
 from sidecar.log.rules import (
     BUILTIN_RULES_RESOURCE,
@@ -135,3 +137,58 @@ def test_derived_needle_is_in_every_real_record_the_pattern_matches(rule: Any) -
     needle = derive_needle(rule.pattern)
     matched = [body for body in CORPUS_BODIES if rule.pattern.search(body)]
     assert all(needle in body for body in matched)
+
+
+# --- linear time on adversarial input (issue 15 item 2) ----------------------------------------
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples" / "rules.toml"
+CLASSIFIER_PATTERNS = {
+    "classify._VIEW_RE": classify._VIEW_RE,
+    "classify._CODE_RE": classify._CODE_RE,
+    "classify._MEMBER_SPLIT_RE": classify._MEMBER_SPLIT_RE,
+    "classify._SERVICES_RE": classify._SERVICES_RE,
+}
+ALL_PATTERNS = {
+    **{f"built-in {r.id}": r.pattern for r in builtin_rules() if r.pattern is not None},
+    **{f"example {r.id}": r.pattern for r in load_rules_file(str(EXAMPLES)) if r.pattern},
+    **CLASSIFIER_PATTERNS,
+}
+SHORT, LONG = 12_500, 100_000  # 8x the text: 8x the work when linear, 64x when quadratic
+GROWTH_BOUND = 20
+
+
+def linear_baseline_seconds(text: str) -> float:
+    """A pass over ``text`` that is linear by construction (the noise floor of a measurement)."""
+    probe = re.compile(r"[\x00-\x08]")
+    return regex_work.cpu_seconds(lambda: probe.findall(text))
+
+
+@pytest.mark.parametrize("name", sorted(ALL_PATTERNS))
+def test_pattern_work_grows_linearly_on_adversarial_input(name: str) -> None:
+    pattern = ALL_PATTERNS[name]
+    grew = {}
+    for family, make in regex_work.families(pattern).items():
+        short, long = make(SHORT), make(LONG)
+        short_seconds = regex_work.cpu_seconds(lambda: pattern.search(short))
+        long_seconds = regex_work.cpu_seconds(lambda: pattern.search(long))
+        floor = linear_baseline_seconds(long)
+        if long_seconds > GROWTH_BOUND * short_seconds + floor:
+            grew[family] = round(long_seconds / max(short_seconds, 1e-9))
+    assert grew == {}, f"work grows faster than the input on {grew}"
+
+
+def test_the_work_measure_catches_a_quadratic_pattern() -> None:
+    """The measure can fail: a pattern that rescans the rest of the line from every start."""
+    quadratic = re.compile(r"Node (?P<node>.+?) joined the cluster")
+    make = regex_work.families(quadratic)["repeat 'Node a'"]
+    short, long = make(SHORT // 4), make(LONG // 4)
+    short_seconds = regex_work.cpu_seconds(lambda: quadratic.search(short))
+    long_seconds = regex_work.cpu_seconds(lambda: quadratic.search(long))
+    assert long_seconds > GROWTH_BOUND * short_seconds + linear_baseline_seconds(long)
+
+
+def test_example_rules_file_compiles() -> None:
+    rules = load_rules_file(str(EXAMPLES))
+    assert [r.id for r in rules] == ["vault-sealed", "acme-provider", "acme-theme-noise"]
+    vault = rules[0]
+    assert vault.contains == "Vault "
+    assert all(vault.matches(m, "ERROR", "x") for m in ("Vault main sealed", "Vault unavailable"))

@@ -16,7 +16,7 @@ _CODE_RE = re.compile(
 )
 _VIEW_RE = re.compile(
     r"cluster view(?: for channel (?P<channel>[^:\s]+))?:?\s*(?:MergeView::)?"
-    r"\[(?P<coord>[^\]|]*)\|(?P<id>\d+)\]\s*\((?P<size>\d+)\)\s*\[(?P<members>[^\]]*)\]"
+    r"\[(?P<coord>[^\]|\[]*)\|(?P<id>\d+)\]\s*\((?P<size>\d+)\)\s*\[(?P<members>[^\]\[]*)\]"
 )
 # ", " followed by "key=" continues a "(site-id=k8s, rack-id=..)" suffix; otherwise a new member
 _MEMBER_SPLIT_RE = re.compile(r",\s+(?![\w.-]+=)")
