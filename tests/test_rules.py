@@ -180,7 +180,7 @@ def test_the_work_measure_catches_a_quadratic_pattern() -> None:
     """The measure can fail: a pattern that rescans the rest of the line from every start."""
     quadratic = re.compile(r"Node (?P<node>.+?) joined the cluster")
     make = regex_work.families(quadratic)["repeat 'Node a'"]
-    short, long = make(SHORT // 4), make(LONG // 4)
+    short, long = make(SHORT // 8), make(LONG // 8)
     short_seconds = regex_work.cpu_seconds(lambda: quadratic.search(short))
     long_seconds = regex_work.cpu_seconds(lambda: quadratic.search(long))
     assert long_seconds > GROWTH_BOUND * short_seconds + linear_baseline_seconds(long)

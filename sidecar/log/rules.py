@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import TypeGuard
 
 from sidecar.core.events import ALL_REASONS, EventKind
 
@@ -55,9 +56,13 @@ class Rule:
     view: bool = False
     #: "built-in" or the rules file the rule came from
     origin: str = "built-in"
+    #: at least one of these must be in the record too (e.g. "this is about the database")
+    context: tuple[str, ...] = ()
 
     def matches(self, body: str, level: str, category: str) -> re.Match[str] | bool:
         if self.contains not in body:
+            return False
+        if self.context and not any(marker in body for marker in self.context):
             return False
         if self.levels is not None and level not in self.levels:
             return False
@@ -69,42 +74,44 @@ class Rule:
 
 
 #: Substrings that cover every rule that matters after startup completed, per layout
-#: (tests/test_pipeline.py checks them against the corpus, in plain and in JSON form).
+#: (tests/test_pipeline.py checks them against the corpora, in plain, JSON and CSV form).
 #: Not covered by design: another boot's progress and start lines (a new boot shows as
-#: ISPN000078/79, the API restart count or the HTTP target coming back), a shutdown without
-#: ISPN000080 (a stopping Keycloak fails its own readiness endpoint) and startup-only causes.
+#: ISPN000078/79, the API restart count or the HTTP target coming back), WildFly subsystems
+#: stopping one by one (the server's own "stopped in", a signal line or ISPN000080 show the
+#: shutdown) and startup-only causes.
 #: Few and long needles keep the scan fast: each one is a pass over every byte.
-RUNTIME_ANCHORS_PLAIN: tuple[bytes, ...] = (
+_RUNTIME_ANCHORS_COMMON: tuple[bytes, ...] = (
     b"ISPN000",
     b"ISPN100000",
     b"ISPN100001",
     b"JGRP0000",
+    b"Datasource",
+    b"JDBC",  # "Unable to acquire JDBC Connection" wherever it is printed (a WARN, too)
+    b"SQLState: 08",  # SQL connection exceptions, at WARN
+    b"uspect",  # JGroups failure detection at any level: "suspect list", "suspecting"
+    b"SUSPECT",  # VERIFY_SUSPECT*: "SUSPECT([...])", "verifying that ... is dead"
+    b"stopped in",  # "Keycloak stopped in", WFLYSRV0050
+    b"WFLYSRV02",  # WFLYSRV0220 (signal), WFLYSRV0272 (suspending)
+    b"IJ031084",  # IronJacamar cannot create a connection (at WARN)
+)
+RUNTIME_ANCHORS_PLAIN: tuple[bytes, ...] = (
+    *_RUNTIME_ANCHORS_COMMON,
     b"ERROR [",
     b"ERROR: ",  # bare lines Quarkus prints when the server fails
     b"FATAL [",
-    b"Datasource",
-    b"IJ031084",
 )
 RUNTIME_ANCHORS_JSON: tuple[bytes, ...] = (
-    b"ISPN000",
-    b"ISPN100000",
-    b"ISPN100001",
-    b"JGRP0000",
+    *_RUNTIME_ANCHORS_COMMON,
     b'"ERROR"',  # "level":"ERROR", "log.level": "ERROR", ...
     b'"FATAL"',
-    b"Datasource",
 )
 RUNTIME_ANCHORS_CSV: tuple[bytes, ...] = (  # Kibana CSV exports: '"<time>",ERROR,"<message>"'
-    b"ISPN000",
-    b"ISPN100000",
-    b"ISPN100001",
-    b"JGRP0000",
+    *_RUNTIME_ANCHORS_COMMON,
     b",ERROR,",
     b",FATAL,",
-    b"Datasource",
 )
 #: Infinispan message codes that matter after startup (views, joins, leaves, degraded,
-#: shutdown, a new boot); other ISPN codes (rebalance, ...) are skipped before framing.
+#: shutdown, a new boot); other ISPN codes (rebalance progress, ...) are skipped before framing.
 RUNTIME_ISPN_CODES: frozenset[bytes] = frozenset(
     {
         b"000093",
@@ -114,8 +121,10 @@ RUNTIME_ISPN_CODES: frozenset[bytes] = frozenset(
         b"000079",
         b"000314",
         b"000476",
+        b"000427",
         b"000210",
         b"000217",
+        b"000329",
         b"000541",
         b"100000",
         b"100001",
@@ -130,15 +139,25 @@ def builtin_rules() -> tuple[Rule, ...]:
     return parse_rules_text(text, origin="built-in", toml=True)
 
 
-def compile_rules(raw: Iterable[Mapping[str, object]], *, origin: str) -> tuple[Rule, ...]:
-    """Validate and compile rule mappings; report every problem at once."""
+def compile_rules(
+    raw: Iterable[Mapping[str, object]],
+    *,
+    origin: str,
+    contexts: Mapping[str, object] | None = None,
+) -> tuple[Rule, ...]:
+    """Validate and compile rule mappings; report every problem at once.
+
+    ``contexts`` names lists of substrings that rules can refer to by name (``context =
+    "database"``) instead of repeating the list.
+    """
     rules: list[Rule] = []
     problems: list[str] = []
+    named = _named_contexts(contexts or {}, origin, problems)
     seen: set[str] = set()
     for index, entry in enumerate(raw):
         where = f"{origin} rule #{index + 1}"
         try:
-            rule = _compile_one(entry, where, origin)
+            rule = _compile_one(entry, where, origin, named)
         except RuleError as error:
             problems.extend(error.problems)
             continue
@@ -164,11 +183,49 @@ _KNOWN_KEYS = frozenset(
         "once_per_boot",
         "view",
         "note",
+        "context",
     }
 )
 
 
-def _compile_one(entry: Mapping[str, object], where: str, origin: str) -> Rule:
+def _named_contexts(
+    contexts: Mapping[str, object], origin: str, problems: list[str]
+) -> dict[str, tuple[str, ...]]:
+    named: dict[str, tuple[str, ...]] = {}
+    for name, markers in contexts.items():
+        if not _is_string_list(markers) or not markers:
+            problems.append(f"{origin}: context {name!r} must be a non-empty list of strings")
+            continue
+        named[name] = tuple(markers)
+    return named
+
+
+def _is_string_list(value: object) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _context(
+    value: object, where: str, named: Mapping[str, tuple[str, ...]], problems: list[str]
+) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        if value not in named:
+            problems.append(f"{where}: unknown context {value!r} (known: {sorted(named)})")
+            return ()
+        return named[value]
+    if not _is_string_list(value) or not value:
+        problems.append(f"{where}: 'context' must be a context name or a list of strings")
+        return ()
+    return tuple(value)
+
+
+def _compile_one(
+    entry: Mapping[str, object],
+    where: str,
+    origin: str,
+    named: Mapping[str, tuple[str, ...]],
+) -> Rule:
     problems = [f"{where}: unknown key {key!r}" for key in entry if key not in _KNOWN_KEYS]
     rule_id = entry.get("id")
     if not isinstance(rule_id, str) or not rule_id:
@@ -200,6 +257,13 @@ def _compile_one(entry: Mapping[str, object], where: str, origin: str) -> Rule:
         category = ""
     if event == IGNORE and not (contains or category):
         problems.append(f"{where}: an ignore rule needs 'contains' or 'category'")
+    context = _context(entry.get("context"), where, named, problems)
+    flags = {key: entry.get(key, False) for key in ("boot_marker", "once_per_boot", "view")}
+    problems += [
+        f"{where}: {key!r} must be true or false"
+        for key, v in flags.items()
+        if not isinstance(v, bool)
+    ]
     if problems:
         raise RuleError(problems)
     return Rule(
@@ -210,10 +274,11 @@ def _compile_one(entry: Mapping[str, object], where: str, origin: str) -> Rule:
         pattern=pattern,
         levels=levels,
         category=category,
-        boot_marker=bool(entry.get("boot_marker", False)),
-        once_per_boot=bool(entry.get("once_per_boot", False)),
-        view=bool(entry.get("view", False)),
+        boot_marker=bool(flags["boot_marker"]),
+        once_per_boot=bool(flags["once_per_boot"]),
+        view=bool(flags["view"]),
         origin=origin,
+        context=context,
     )
 
 
@@ -380,4 +445,7 @@ def parse_rules_text(text: str, *, origin: str, toml: bool) -> tuple[Rule, ...]:
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         shape = "[[rules]] tables" if toml else 'a list of rule objects (or {"rules": [...]})'
         raise RuleError([f"{origin}: expected {shape}"])
-    return compile_rules(entries, origin=origin)
+    contexts = data.get("contexts", {}) if isinstance(data, dict) else {}
+    if not isinstance(contexts, dict):
+        raise RuleError([f"{origin}: 'contexts' must map names to lists of strings"])
+    return compile_rules(entries, origin=origin, contexts=contexts)
