@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
 
-from sidecar.core.events import DATABASE_FATAL_REASONS
 from sidecar.core.membership import MembershipAssessment, assess_membership
 from sidecar.core.state import HealthSnapshot, ProbeSnapshot
 
@@ -195,22 +194,23 @@ def _kill_checks(
 
 
 def _fatal_check(snap: HealthSnapshot) -> Check:
-    reasons = set(snap.fatal_reasons)
-    if snap.fatal_at is None or not reasons - DATABASE_FATAL_REASONS:
+    if snap.fatal_at is None:
         return Check("startup", True)
-    if reasons & DATABASE_FATAL_REASONS and not reasons - DATABASE_FATAL_REASONS - _GENERIC_FATAL:
-        # "Failed to start server" caused by an unreachable database: a restart cannot help
-        return Check("startup", True, detail="database unreachable at startup")
-    specific = [
-        r for r in snap.fatal_reasons if r not in _GENERIC_FATAL and r not in DATABASE_FATAL_REASONS
-    ]
+    specific = [r for r in snap.fatal_reasons if r not in _GENERIC_FATAL]
+    if not specific and _db_unavailable_in_boot(snap):
+        # "Failed to start server" because the database cannot be used: a restart cannot help
+        return Check("startup", True, detail="database unavailable at startup")
     return Check(
         "startup",
         False,
         reason="startup_fatal",
         since=snap.fatal_at,
-        detail=(specific or list(snap.fatal_reasons))[0],
+        detail=(specific or ["failed_to_start"])[0],
     )
+
+
+def _db_unavailable_in_boot(snap: HealthSnapshot) -> bool:
+    return snap.db_error_at is not None and snap.db_error_at >= snap.boot_started_at
 
 
 def _runtime_check(snap: HealthSnapshot) -> Check:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sidecar.core.events import (
-    DATABASE_FATAL_REASONS,
     STARTUP_ONLY_REASONS,
     ClusterView,
     EventKind,
@@ -29,7 +28,7 @@ _SEEN_VIEWS_MAX = 16
 _TIMEOUT_PAIR_SECONDS = 60.0
 #: degraded reasons that are routine once (a timeout under load, a peer not yet resolved
 #: during a scale-up): two within _TIMEOUT_PAIR_SECONDS are needed
-_REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable"})
+_REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable", "peer_suspected"})
 
 
 @dataclass(slots=True)
@@ -116,6 +115,7 @@ class MonitorState:
         self.boots_total = 0
         self.events_total: Counter[str] = Counter()
         self.startup_fatal_total: Counter[str] = Counter()
+        self.db_unavailable_total: Counter[str] = Counter()
         self.db_error_at: float | None = None
         self.degraded_at: float | None = None
         self.degraded_reason = ""
@@ -180,6 +180,8 @@ class MonitorState:
             self.events_total[item.kind.value] += 1
             if item.kind is EventKind.STARTUP_FATAL:
                 self.startup_fatal_total[item.reason] += 1
+            elif item.kind is EventKind.DB_UNAVAILABLE:
+                self.db_unavailable_total[item.reason] += 1
         return recorded
 
     def begin_log_time(self) -> None:
@@ -205,8 +207,10 @@ class MonitorState:
         started = self.boot.complete_at is not None and not self.boot.embedded
         if event.kind is not EventKind.STARTUP_FATAL or not started:
             return event
-        if event.reason in DATABASE_FATAL_REASONS:
-            return dataclasses.replace(event, kind=EventKind.DB_UNAVAILABLE)
+        if event.reason == "db_config":
+            # a running server whose new connections are refused their credentials (rotated
+            # under it): the database is unusable for it, which is no reason to restart
+            return dataclasses.replace(event, kind=EventKind.DB_UNAVAILABLE, reason="credentials")
         if event.reason == "jvm":
             return dataclasses.replace(event, kind=EventKind.RUNTIME_FATAL, reason="jvm_crash")
         if event.reason in STARTUP_ONLY_REASONS:
@@ -229,8 +233,6 @@ class MonitorState:
                 boot.complete_at, boot.embedded = now, False
             boot.last_progress_at = now
         elif kind is EventKind.STARTUP_FATAL:
-            if event.reason in DATABASE_FATAL_REASONS:
-                self.db_error_at = now
             if boot.fatal_at is None:
                 boot.fatal_at, boot.fatal_code = now, event.code
             if event.reason not in boot.fatal_reasons:

@@ -236,6 +236,7 @@ def status_document(ctx: Context) -> dict[str, Any]:
         "log": _log_json(ctx),
         "events_total": dict(sorted(state.events_total.items())),
         "startup_fatal_total": dict(sorted(state.startup_fatal_total.items())),
+        "db_unavailable_total": dict(sorted(state.db_unavailable_total.items())),
         "boots_total": state.boots_total,
         "recent_boots": [
             {"number": number, "cause": cause, "started_at": _wall(ctx, started_at)}
