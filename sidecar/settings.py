@@ -174,7 +174,11 @@ SPECS: tuple[Spec, ...] = (
         "DURATION",
     ),
     Spec(
-        "rules_file", _str, "", "extra classification rules (JSON), validated at start-up", "PATH"
+        "rules_file",
+        _str,
+        "",
+        "extra classification rules (TOML or JSON), validated at start-up",
+        "PATH",
     ),
     # --- HTTP probing of Keycloak
     Spec(

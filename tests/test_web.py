@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from ci_tools import describe, run, tool
 from daemon_harness import (
+    ALONE_VIEW_LINE,
     BOOT_MARKER_LINE,
     LIQUIBASE_LINE,
     RAW_FRAGMENTS,
@@ -70,6 +71,22 @@ async def test_livez_passes_after_the_started_line(harness: Harness, client: Cli
     status, body = await get_json(client, "/livez")
 
     assert (status, body["status"], body["verdict"], body["reasons"]) == (200, "ok", "live", [])
+
+
+async def test_membership_loss_fails_livez_after_the_grace_with_no_worker_running(
+    harness: Harness, client: Client
+) -> None:
+    harness.write_log(STARTED_LINE, VIEW_LINE, ALONE_VIEW_LINE)
+    harness.kube(kube_facts(budget_enabled=False))  # a ready peer this replica cannot see
+    grace_seconds = harness.ctx.policy.membership_grace_seconds
+
+    harness.clock.advance(grace_seconds - 1)
+    before = await get_json(client, "/livez")
+    harness.clock.advance(1)
+    status, body = await get_json(client, "/livez")
+
+    assert before[0] == 200
+    assert (status, body["reasons"]) == (503, ["cluster_peers_missing"])
 
 
 async def test_livez_fails_on_the_liquibase_line(harness: Harness, client: Client) -> None:
@@ -493,33 +510,6 @@ async def test_status_hides_credentials_in_the_keycloak_url(tmp_path: Path) -> N
         False,
         "https://keycloak:9000",
     )
-
-
-async def test_status_includes_extra_sections(harness: Harness, client: Client) -> None:
-    harness.ctx.status_extra["kubernetes_worker"] = {"watch": "running", "relists": 2}
-
-    _, body = await get_json(client, "/status")
-
-    assert body["kubernetes_worker"] == {"watch": "running", "relists": 2}
-
-
-async def test_status_renders_dataclasses_and_sets_in_extra_sections(
-    harness: Harness, client: Client
-) -> None:
-    harness.ctx.status_extra["peer"] = kube_facts().peers[0]
-    harness.ctx.status_extra["channels"] = {"tcp", "ee"}
-
-    _, body = await get_json(client, "/status")
-
-    assert (body["peer"]["name"], body["channels"]) == ("keycloak-controller-zorqg", ["ee", "tcp"])
-
-
-async def test_status_extra_cannot_replace_a_core_section(harness: Harness, client: Client) -> None:
-    harness.ctx.status_extra["boot"] = "overridden"
-
-    _, body = await get_json(client, "/status")
-
-    assert body["boot"]["cause"] == "initial"
 
 
 async def test_status_times_are_rfc3339_with_milliseconds(client: Client) -> None:

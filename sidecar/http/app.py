@@ -158,7 +158,7 @@ async def _verdict(endpoint: _Endpoint, request: web.Request) -> web.Response:
 
 
 async def _status(request: web.Request) -> web.Response:
-    return web.json_response(status_document(request.app[CONTEXT_KEY]), dumps=_dumps)
+    return web.json_response(status_document(request.app[CONTEXT_KEY]))
 
 
 # --- rendering (pure functions of the context) -----------------------------------------------
@@ -217,7 +217,7 @@ def _verbose_text(ctx: Context, verdict: Verdict, endpoint_name: str) -> str:
 
 
 def status_document(ctx: Context) -> dict[str, Any]:
-    """The ``/status`` body.  Sections from ``ctx.status_extra`` never replace these."""
+    """The ``/status`` body."""
     verdicts = ctx.verdicts()
     state = ctx.state
     document: dict[str, Any] = {
@@ -239,6 +239,7 @@ def status_document(ctx: Context) -> dict[str, Any]:
         "log": _log_json(ctx),
         "events_total": dict(sorted(state.events_total.items())),
         "startup_fatal_total": dict(sorted(state.startup_fatal_total.items())),
+        "db_unavailable_total": dict(sorted(state.db_unavailable_total.items())),
         "boots_total": state.boots_total,
         "recent_boots": [
             {"number": number, "cause": cause, "started_at": _wall(ctx, started_at)}
@@ -246,8 +247,6 @@ def status_document(ctx: Context) -> dict[str, Any]:
         ],
         "settings": _settings_json(ctx),
     }
-    for section, value in ctx.status_extra.items():
-        document.setdefault(section, value)
     return document
 
 
@@ -366,16 +365,3 @@ def _settings_json(ctx: Context) -> dict[str, Any]:
         "readiness_gate_condition": settings.readiness_gate_condition,
         "emit_events": settings.emit_events,
     }
-
-
-def _dumps(document: Any) -> str:
-    """JSON that tolerates dataclasses and other values in ``status_extra``."""
-    return json.dumps(document, default=_json_default)
-
-
-def _json_default(value: object) -> object:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    return str(value)

@@ -34,6 +34,8 @@ _LINGER_SECONDS: Final = 1.0
 #: request line and each header at most this long (aiohttp's default, stated here)
 _MAX_LINE_BYTES: Final = 8190
 _CACHE_ENTRIES_MAX: Final = 16
+_RECHECK_SECONDS: Final = 0.05
+_ACCEPT_BACKLOG: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +88,11 @@ class CappedSite(web.TCPSite):
     """A TCP site that closes its oldest idle connection when a new one would pass the cap."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, max_connections: int):
-        super().__init__(runner, host, port, reuse_address=True)
+        # a long accept queue: in a burst the kubelet's SYN is queued, not dropped (a
+        # dropped SYN costs the probe a 1 s retransmission)
+        super().__init__(runner, host, port, reuse_address=True, backlog=_ACCEPT_BACKLOG)
         self._max_connections = max_connections
+        self._recheck_pending = False
         self.evicted_total = 0
 
     async def start(self) -> None:
@@ -103,17 +108,30 @@ class CappedSite(web.TCPSite):
         )
 
     def _admit(self, server: web.Server) -> asyncio.Protocol:
-        connections = server.connections
-        excess = len(connections) - self._max_connections + 1
-        if excess > 0:
-            # idle ones first (no handler running: keep-alive, headers not finished), oldest
-            # first; a request being answered is closed only when nothing else is left
-            idle = [h for h in connections if h._current_request is None]
-            busy = [h for h in connections if h._current_request is not None]
-            for handler in (idle + busy)[:excess]:
-                handler.force_close()
-                self.evicted_total += 1
+        self._enforce(server, room=1)
+        if not self._recheck_pending:
+            # accepted in a burst, connections are registered a loop turn later: trim then
+            self._recheck_pending = True
+            asyncio.get_running_loop().call_later(_RECHECK_SECONDS, self._recheck, server)
         return server()
+
+    def _recheck(self, server: web.Server) -> None:
+        self._recheck_pending = False
+        self._enforce(server, room=0)
+
+    def _enforce(self, server: web.Server, *, room: int) -> None:
+        """Close connections until ``room`` more fit: idle ones (no handler running:
+        keep-alive, headers not finished) oldest first, busy ones only when none is idle."""
+        # closed ones stay listed until the loop runs their connection_lost: not counted
+        connections = [h for h in server.connections if h.transport is not None]
+        excess = len(connections) - self._max_connections + room
+        if excess <= 0:
+            return
+        idle = [h for h in connections if h._current_request is None]
+        busy = [h for h in connections if h._current_request is not None]
+        for handler in (idle + busy)[:excess]:
+            handler.force_close()
+            self.evicted_total += 1
 
 
 def cached(handler: Handler, ctx: Context, cache_seconds: float) -> Handler:

@@ -1,4 +1,8 @@
-"""One log record -> the events it means.  Pure; the only module that knows Keycloak's text."""
+"""One log record -> the events it means.  Pure.
+
+What a line means is in ``rules.py``; how a header line looks is in ``layout.py`` (the
+pipeline keeps its own byte-level header test for framing, a fast path of the same shapes).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ _CODE_RE = re.compile(
 )
 _VIEW_RE = re.compile(
     r"cluster view(?: for channel (?P<channel>[^:\s]+))?:?\s*(?:MergeView::)?"
-    r"\[(?P<coord>[^\]|]*)\|(?P<id>\d+)\]\s*\((?P<size>\d+)\)\s*\[(?P<members>[^\]]*)\]"
+    r"\[(?P<coord>[^\]|\[]*)\|(?P<id>\d+)\]\s*\((?P<size>\d+)\)\s*\[(?P<members>[^\]\[]*)\]"
 )
 # ", " followed by "key=" continues a "(site-id=k8s, rack-id=..)" suffix; otherwise a new member
 _MEMBER_SPLIT_RE = re.compile(r",\s+(?![\w.-]+=)")
@@ -87,7 +91,21 @@ def _bounded_continuation(rest: tuple[str, ...], used_chars: int) -> tuple[str, 
 
 def classify(record: Record, rules: Sequence[Rule]) -> list[LogEvent]:
     """The events of one record; empty when it means nothing for health."""
-    body = record.body
+    found = _first_match(record, record.body, rules)
+    if found is None and record.continuation:
+        # a terminal's hard wrap split the line: read it whole again, for the records that
+        # tell a start or a stop (progress and causes do not need it)
+        unwrapped = _unwrapped(record)
+        if unwrapped is not None:
+            found = _first_match(record, unwrapped, [r for r in rules if r.event in _WRAPPED])
+    return found or []
+
+
+_WRAPPED = frozenset({EventKind.STARTUP_COMPLETE.value, EventKind.SHUTDOWN.value})
+
+
+def _first_match(record: Record, body: str, rules: Sequence[Rule]) -> list[LogEvent] | None:
+    """The first matching rule's event; [] for an ignore rule; None when nothing matched."""
     header = record.header
     for rule in rules:
         if rule.contains not in body:
@@ -98,7 +116,19 @@ def classify(record: Record, rules: Sequence[Rule]) -> list[LogEvent]:
         if rule.event == IGNORE:
             return []
         return [_event(rule, match, record, body)]
-    return []
+    return None
+
+
+def _unwrapped(record: Record) -> str | None:
+    """The record's lines joined without line breaks, when they look hard-wrapped: no
+    continuation line is a stack frame, a cause or a tab-indented line."""
+    lines = record.continuation
+    if any(line.startswith("\t") or _FRAME_RE.match(line) for line in lines):
+        return None
+    return record.header.message + "".join(lines)
+
+
+_FRAME_RE = re.compile(r"\s*(?:at |\.\.\. \d|Caused by|Suppressed:)")
 
 
 def _event(rule: Rule, match: re.Match[str] | bool, record: Record, body: str) -> LogEvent:
