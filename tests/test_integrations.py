@@ -29,9 +29,12 @@ import copy
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -425,6 +428,60 @@ def test_probe_commands_are_those_of_the_base(name: str, rendered: dict[str, lis
     keycloak = named(pod_of(rendered[name])["containers"], "keycloak")
     for kind in KEYCLOAK_PATHS:
         assert keycloak[kind]["exec"] == base[kind]["exec"], kind
+
+
+# --- the fail-open probe command, run for real ----------------------------------------------
+
+
+class StatusServer(HTTPServer):
+    status = 200
+
+
+class StatusHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        assert isinstance(self.server, StatusServer)
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test output is the exit codes."""
+
+
+def run_probe(path: str, port: int) -> int:
+    command = fail_open_command(path)
+    command[2] = command[2].replace(f"/{SIDECAR_PORT}", f"/{port}")
+    result = run(command, timeout_seconds=20)
+    return result.returncode
+
+
+@pytest.mark.parametrize(("status", "passes"), [(200, True), (503, False), (500, True)])
+def test_fail_open_probe_fails_only_on_503(status: int, passes: bool) -> None:
+    server = StatusServer(("127.0.0.1", 0), StatusHandler)
+    server.status = status
+    thread = threading.Thread(target=server.serve_forever, name="status-server", daemon=True)
+    thread.start()
+    try:
+        assert (run_probe("/livez", server.server_address[1]) == 0) is passes
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_fail_open_probe_passes_when_the_sidecar_is_unreachable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    assert run_probe("/livez", free_port) == 0
+
+
+def test_fail_open_probe_passes_when_the_sidecar_does_not_answer() -> None:
+    """Connected but silent (a hung sidecar): the 2 s read gives up and the probe passes."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        assert run_probe("/startupz", silent.getsockname()[1]) == 0
 
 
 # --- what each route must get right ------------------------------------------------------
