@@ -10,11 +10,11 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from sidecar.clock import Clock
-from sidecar.health import Policy, TransitionTracker, Verdicts, evaluate
+from sidecar.core.health import Policy, TransitionTracker, Verdicts, evaluate
+from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
-from sidecar.pipeline import Pipeline
+from sidecar.log.pipeline import Pipeline
 from sidecar.settings import Settings
-from sidecar.state import MonitorState
 
 #: how long an evaluated verdict may be served again while the state is unchanged
 REUSE_SECONDS = 0.05

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from sidecar.context import Context, wait_for_change
-from sidecar.kubeworker import VerdictView
-from sidecar.membership import KubeFacts
+from sidecar.core.membership import KubeFacts
+from sidecar.kube.worker import VerdictView
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from prometheus_client import CollectorRegistry
 from sidecar import __version__, housekeeping, libc, logjson
 from sidecar.clock import Clock, SystemClock
 from sidecar.context import Context
-from sidecar.health import Policy, TransitionTracker
+from sidecar.core.events import ProbeResult
+from sidecar.core.health import TransitionTracker
+from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
-from sidecar.logfile import StdinReader
-from sidecar.pipeline import Pipeline
-from sidecar.probe import ProbeResult
-from sidecar.rules import Rule
-from sidecar.settings import Settings
-from sidecar.state import MonitorState
+from sidecar.log.pipeline import Pipeline
+from sidecar.log.rules import Rule
+from sidecar.log.source import StdinReader
+from sidecar.settings import Settings, policy_from_settings
 from sidecar.workers import Prober, Tailer, verdict_worker, wait_or_stop
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def build_context(settings: Settings, rules: Sequence[Rule], clock: Clock) -> Co
         settings=settings,
         clock=clock,
         state=state,
-        policy=Policy.from_settings(settings),
+        policy=policy_from_settings(settings),
         pipeline=pipeline,
         registry=CollectorRegistry(auto_describe=True),
         tracker=TransitionTracker(now),
@@ -105,8 +105,8 @@ async def serve(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, daemon.request_stop)
-    from sidecar.metrics import observe_probe, register_all
-    from sidecar.web import create_app
+    from sidecar.http.app import create_app
+    from sidecar.http.metrics import observe_probe, register_all
 
     metrics = register_all(ctx)
     runner = web.AppRunner(
@@ -180,8 +180,8 @@ async def _run_workers(
 def _make_tailer(
     ctx: Context, recovered: asyncio.Event, stack: contextlib.AsyncExitStack
 ) -> Tailer:
-    from sidecar.inotify import FileWatcher
-    from sidecar.logfile import LogFile
+    from sidecar.log.source import LogFile
+    from sidecar.log.watch import FileWatcher
 
     settings = ctx.settings
     source: LogFile | StdinReader
@@ -247,7 +247,7 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def _kube(ctx: Context, stop: asyncio.Event) -> None:
+    from sidecar.kube.worker import kube_worker
     from sidecar.kubesink import CoreSink
-    from sidecar.kubeworker import kube_worker
 
     await kube_worker(settings=ctx.settings, sink=CoreSink(ctx), clock=ctx.clock, stop=stop)

@@ -17,8 +17,9 @@ from typing import Protocol
 import aiohttp
 
 from sidecar.context import Context, wait_for_change
-from sidecar.logfile import DEFAULT_POLL_MAX_BYTES
-from sidecar.probe import ProbeResult, probe_http
+from sidecar.core.events import ProbeResult
+from sidecar.log.source import DEFAULT_POLL_MAX_BYTES
+from sidecar.probe import probe_http
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import asyncio
 import time
 
 from sidecar.context import ChangeFeed, wait_for_change
-from sidecar.events import EventKind, LogEvent
-from sidecar.state import MonitorState
+from sidecar.core.events import EventKind, LogEvent
+from sidecar.core.state import MonitorState
 
 
 async def test_one_change_wakes_every_subscriber_once() -> None:

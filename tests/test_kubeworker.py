@@ -17,9 +17,9 @@ import pytest
 from kubeapi import KubeApiDouble
 
 from sidecar.clock import Clock, ManualClock, SystemClock
-from sidecar.events import ClusterView
-from sidecar.kubeworker import KubeTuning, VerdictView, default_selector, kube_worker
-from sidecar.membership import KubeFacts, MembershipAssessment, assess_membership
+from sidecar.core.events import ClusterView
+from sidecar.core.membership import KubeFacts, MembershipAssessment, assess_membership
+from sidecar.kube.worker import KubeTuning, VerdictView, default_selector, kube_worker
 from sidecar.settings import Settings, load_settings
 
 FAST = KubeTuning(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.events import ClusterView
-from sidecar.membership import (
+from sidecar.core.events import ClusterView
+from sidecar.core.membership import (
     PEER_MEMORY_MARGIN_SECONDS,
     KubeFacts,
     MembershipAssessment,

@@ -59,10 +59,11 @@ def wait_for(port: int, path: str, status: int) -> dict[str, object]:
 
 
 class Daemon:
-    def __init__(self, log_file: str, *, stdin: int | None = None) -> None:
+    def __init__(self, log_file: str, *, stdin: int | None = None,
+                 command: tuple[str, ...] = (sys.executable, "-m", "sidecar")) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "--log-file", log_file, "--listen",
+            [*command, "--log-file", log_file, "--listen",
              f"127.0.0.1:{self.port}", "--no-kubernetes", "--keycloak-url", ""],
             stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)

@@ -27,9 +27,9 @@ from daemon_harness import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import __version__
-from sidecar.events import EventKind
-from sidecar.health import REASONS
-from sidecar.web import create_app, metrics_handler, rfc3339
+from sidecar.core.events import EventKind
+from sidecar.core.health import REASONS
+from sidecar.http.app import create_app, metrics_handler, rfc3339
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 VERDICT_PATHS = ("/livez", "/readyz", "/startupz")

@@ -6,9 +6,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sidecar import layout
-from sidecar.events import ClusterView, EventKind, LogEvent
-from sidecar.rules import IGNORE, Rule
+from sidecar.core.events import ClusterView, EventKind, LogEvent
+from sidecar.log import layout
+from sidecar.log.rules import IGNORE, Rule
 
 _CODE_RE = re.compile(
     r"\b((?:ISPN|JGRP|WFLY[A-Z]*|KC-SERVICES|MSC|IJ|JBAS|ARJUNA|HHH|SRHCK)"

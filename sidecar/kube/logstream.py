@@ -9,11 +9,11 @@ import random
 import re
 from datetime import UTC, datetime
 
-from sidecar.kube import (
+from sidecar.kube.api import (
     KubeApi,
     KubeError,
 )
-from sidecar.kubeworld import KubeTuning, World, backoff_seconds, sleep_or_stop
+from sidecar.kube.world import KubeTuning, World, backoff_seconds, sleep_or_stop
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.events import DATABASE_FATAL_REASONS
-from sidecar.membership import MembershipAssessment, assess_membership
-from sidecar.settings import Settings
-from sidecar.state import HealthSnapshot, ProbeSnapshot
+from sidecar.core.events import DATABASE_FATAL_REASONS
+from sidecar.core.membership import MembershipAssessment, assess_membership
+from sidecar.core.state import HealthSnapshot, ProbeSnapshot
 
 #: every reason code a check can fail with (bounded label values for metrics)
 REASONS: tuple[str, ...] = (
@@ -52,17 +51,6 @@ class Policy:
     degraded_hold_seconds: float = 60.0
     db_down_hold_seconds: float = 60.0
     membership_grace_seconds: float = 120.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
-        return cls(
-            settings.startup_deadline_seconds,
-            settings.progress_timeout_seconds,
-            settings.liveness_grace_seconds,
-            settings.degraded_hold_seconds,
-            settings.db_down_hold_seconds,
-            settings.membership_grace_seconds,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,19 +12,16 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from sidecar.events import (
+from sidecar.core.events import (
     DATABASE_FATAL_REASONS,
     STARTUP_ONLY_REASONS,
     ClusterView,
     EventKind,
     LogEvent,
+    ProbeResult,
 )
-from sidecar.membership import KubeFacts
-
-if TYPE_CHECKING:  # the prober (and aiohttp) stays out of `analyze`'s start-up
-    from sidecar.probe import ProbeResult
+from sidecar.core.membership import KubeFacts
 
 _GONE_ERRORS = frozenset({"refused", "connection"})
 _RECENT_BOOT_SECONDS = 120.0

@@ -50,7 +50,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sidecar.events import ClusterView
+from sidecar.core.events import ClusterView
 
 #: How long past the grace a peer that was ready stays expected while NotReady.
 PEER_MEMORY_MARGIN_SECONDS = 60.0

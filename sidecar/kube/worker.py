@@ -34,8 +34,8 @@ import random
 from collections.abc import Callable, Coroutine, Mapping
 
 from sidecar.clock import Clock
-from sidecar.killbudget import KillBudget
-from sidecar.kube import (
+from sidecar.core.membership import KubeFacts
+from sidecar.kube.api import (
     KubeApi,
     KubeConfigError,
     KubeError,
@@ -44,10 +44,17 @@ from sidecar.kube import (
     connect,
     own_identity,
 )
-from sidecar.kubeevents import EventEmitter, EventNote, ReadinessGate, gate_condition, verdict_notes
-from sidecar.kubelog import LogCursor, log_task, parse_timestamp_ns
-from sidecar.kubeworld import (
+from sidecar.kube.budget import KillBudget
+from sidecar.kube.logstream import LogCursor, log_task, parse_timestamp_ns
+from sidecar.kube.notices import (
+    EventEmitter,
+    ReadinessGate,
+    gate_condition,
+    verdict_notes,
+)
+from sidecar.kube.world import (
     DEFAULT_TUNING,
+    EventNote,
     KubeSink,
     KubeTuning,
     VerdictView,
@@ -56,7 +63,6 @@ from sidecar.kubeworld import (
     default_selector,
     sleep_or_stop,
 )
-from sidecar.membership import KubeFacts
 from sidecar.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,9 @@ from yarl import URL
 
 from sidecar import __version__
 from sidecar.context import Context
-from sidecar.health import Check, Verdict, Verdicts
-from sidecar.membership import KubeFacts, MembershipAssessment
-from sidecar.state import ProbeTrack
+from sidecar.core.health import Check, Verdict, Verdicts
+from sidecar.core.membership import KubeFacts, MembershipAssessment
+from sidecar.core.state import ProbeTrack
 
 CONTEXT_KEY: Final = web.AppKey("context", Context)
 

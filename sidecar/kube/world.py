@@ -7,24 +7,30 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from sidecar.clock import Clock
-from sidecar.kube import (
+from sidecar.core.membership import KubeFacts, MembershipAssessment, PeerPod
+from sidecar.kube.api import (
     Identity,
     PodInfo,
 )
-from sidecar.membership import KubeFacts, MembershipAssessment, PeerPod
 from sidecar.settings import Settings
-
-if TYPE_CHECKING:
-    from sidecar.kubeevents import EventNote
 
 log = logging.getLogger(__name__)
 
 
 COMPONENT = "keycloak-sidecar"
 PEER_OPERATIONS = frozenset({"pods_list", "pods_watch"})
+
+
+@dataclass(frozen=True, slots=True)
+class EventNote:
+    """One Kubernetes Event to emit (or to aggregate with an identical earlier one)."""
+
+    reason: str
+    type: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
