@@ -680,4 +680,15 @@ def load_rules_file(path: str) -> tuple[Rule, ...]:
     entries = data.get("rules") if isinstance(data, dict) else data
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise RuleError([f'{path}: expected a list of rule objects (or {{"rules": [...]}})'])
-    return compile_rules(entries, origin=path)
+    unknown = [
+        f"{path}: unknown top-level key {key!r} (known: 'rules')"
+        for key in (data if isinstance(data, dict) else {})
+        if key != "rules"
+    ]
+    try:
+        rules = compile_rules(entries, origin=path)
+    except RuleError as error:
+        raise RuleError([*unknown, *error.problems]) from error
+    if unknown:
+        raise RuleError(unknown)
+    return rules
