@@ -518,3 +518,14 @@ def test_framer_passes_short_lines_through_without_copying() -> None:
 def test_framer_rejects_nonpositive_cap() -> None:
     with pytest.raises(ValueError):
         LineFramer(0)
+
+
+def test_a_directory_is_not_a_log_source(tmp_path: Path) -> None:
+    """Named a directory, the source is not present and says why (no "available")."""
+    log = LogFile(str(tmp_path))
+    try:
+        assert log.poll() == b""
+        assert log.present is False
+        assert log.last_error == f"cannot open {tmp_path}: is a directory"
+    finally:
+        log.close()

@@ -209,8 +209,18 @@ def _verbose_text(ctx: Context, verdict: Verdict, endpoint_name: str) -> str:
         if since is not None:
             parts.append(f"since={since}")
         lines.append(f"[-]{check.name} failed: {' '.join(parts)}")
+    if endpoint_name == "readyz":
+        lines.append(_log_source_line(ctx))
     lines.append(f"{endpoint_name} check {'passed' if verdict.ok else 'failed'}")
     return "\n".join(lines) + "\n"
+
+
+def _log_source_line(ctx: Context) -> str:
+    """Information, not a check: ``[i]`` never counts towards the verdict."""
+    state, detail = ctx.log_source_state()
+    if not detail:
+        return f"[i]log_source {state} (information, not a check)"
+    return f"[i]log_source {state}: detail={json.dumps(detail)} (information, not a check)"
 
 
 def status_document(ctx: Context) -> dict[str, Any]:
@@ -322,7 +332,10 @@ def _kube_json(
 
 def _log_json(ctx: Context) -> dict[str, Any]:
     source = ctx.source
+    state, detail = ctx.log_source_state()
     return {
+        "state": state,
+        "state_detail": detail,
         "present": source is not None and source.present,
         "caught_up": source is not None and source.caught_up,
         "lines_total": ctx.pipeline.lines_total,

@@ -18,6 +18,7 @@ permission problem or a replaced file shows up in ``present`` and ``last_error``
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -322,6 +323,11 @@ class LogFile(_LineSource):
         except OSError as error:
             os.close(fd)
             self._record_error("cannot stat", error)
+            return False
+        if stat.S_ISDIR(info.st_mode):
+            os.close(fd)
+            self._path_present = False
+            self._record_error("cannot open", IsADirectoryError(errno.EISDIR, "is a directory"))
             return False
         self._fd = fd
         self._identity = (info.st_dev, info.st_ino)
