@@ -542,7 +542,10 @@ async def test_index_lists_the_endpoints(client: Client) -> None:
     status, text = await get_text(client, "/")
 
     listed = {line.split()[0] for line in text.splitlines() if line.startswith("/")}
-    assert (status, listed) == (200, {"/livez", "/readyz", "/startupz", "/metrics", "/status"})
+    assert (status, listed) == (
+        200,
+        {"/livez", "/readyz", "/startupz", "/metrics", "/status", "/"},
+    )
 
 
 def test_rfc3339_has_milliseconds_and_z() -> None:
