@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default 127.0.0.1:9095)",
     )
     demo.add_argument(
+        "--story",
+        choices=("2015", "26"),
+        default="2015",
+        help="2015: the WildFly-era Liquibase race with plain logs; 26: Keycloak 26 with JSON "
+        "logs (default 2015)",
+    )
+    demo.add_argument(
         "--speed", type=float, default=1.0, help="replay speed factor (2 = twice as fast)"
     )
     demo.add_argument(
@@ -109,7 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from sidecar.tools.demo import run as run_demo
 
-        return run_demo(listen=args.demo_listen, speed=args.speed, keep_serving=args.keep_serving)
+        return run_demo(
+            story=args.story,
+            listen=args.demo_listen,
+            speed=args.speed,
+            keep_serving=args.keep_serving,
+        )
     from sidecar.runtime import main as run_daemon
 
     return run_daemon(settings, rules)
