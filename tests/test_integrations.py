@@ -580,8 +580,10 @@ def test_keycloakx_probe_paths_follow_the_relative_path(rendered: dict[str, list
 
 def test_one_image_name_everywhere() -> None:
     readme = (ROOT / "README.md").read_text()
-    built = set(re.findall(r"(?:podman|docker) build -t (\S+) \.", readme))
+    documents = [readme, *(path.read_text() for path in (ROOT / "docs").glob("*.md"))]
+    built = {tag for text in documents for tag in re.findall(r"build -t (\S+) \.", text)}
     assert built == {IMAGE}
+    assert f"podman build -t {IMAGE} ." in (ROOT / "Dockerfile").read_text()
     images = set(re.findall(r"image: (\S*keycloak-sidecar\S*)", readme))
     for path in EXAMPLES.glob("*.yaml"):
         images |= set(re.findall(r"image: (\S*keycloak-sidecar\S*)", path.read_text()))
