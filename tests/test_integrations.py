@@ -41,6 +41,7 @@ from typing import Any
 import pytest
 import yaml
 from ci_tools import ROOT, describe, run, tool
+from sync_probe_commands import synced
 
 from sidecar.settings import add_arguments, load_settings
 
@@ -344,7 +345,7 @@ def test_every_probe_has_exactly_one_handler(name: str, rendered: dict[str, list
 def test_keycloak_probes_ask_the_sidecar(name: str, rendered: dict[str, list[Doc]]) -> None:
     keycloak = named(pod_of(rendered[name])["containers"], "keycloak")
     for kind, path in KEYCLOAK_PATHS.items():
-        assert keycloak[kind]["exec"]["command"] == fail_open_command(path), kind
+        assert keycloak[kind]["exec"]["command"] == expected_command(path), kind
     assert keycloak["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": SIDECAR_PORT}
     for kind in PROBE_KINDS:
         assert "initialDelaySeconds" not in keycloak[kind], f"{kind} keeps the chart's delay"
@@ -427,7 +428,23 @@ def test_probe_commands_are_those_of_the_base(name: str, rendered: dict[str, lis
         pytest.skip("k8s/base/keycloak.yaml has no fail-open exec probes yet (issue 12)")
     keycloak = named(pod_of(rendered[name])["containers"], "keycloak")
     for kind in KEYCLOAK_PATHS:
-        assert keycloak[kind]["exec"] == base[kind]["exec"], kind
+        assert keycloak[kind]["exec"] == base[kind]["exec"], (
+            f"{kind} differs from k8s/base/keycloak.yaml: run python tests/sync_probe_commands.py"
+        )
+
+
+def test_sync_tool_finds_and_rewrites_every_probe_command() -> None:
+    """The sync keeps the examples as they are and rewrites exactly their two commands."""
+    current = {path: expected_command(path) for path in KEYCLOAK_PATHS.values()}
+    other = {path: ["/bin/sh", "-c", f"echo 'GET {path} HTTP/1.0'"] for path in current}
+    for example in EXAMPLES.glob("*.yaml"):
+        text = example.read_text()
+        assert synced(text, current) == text, example.name
+        rewritten = synced(text, other)
+        found = [
+            json.loads(m.group(2)) for m in re.finditer(r"^(\s*)command: (.*)$", rewritten, re.M)
+        ]
+        assert sorted(map(tuple, found)) == sorted(map(tuple, other.values())), example.name
 
 
 # --- the fail-open probe command, run for real ----------------------------------------------
@@ -449,7 +466,7 @@ class StatusHandler(BaseHTTPRequestHandler):
 
 
 def run_probe(path: str, port: int) -> int:
-    command = fail_open_command(path)
+    command = list(expected_command(path))
     command[2] = command[2].replace(f"/{SIDECAR_PORT}", f"/{port}")
     result = run(command, timeout_seconds=20)
     return result.returncode
@@ -620,6 +637,16 @@ def fail_open_command(path: str) -> list[str]:
         'read -r -t 2 _ code _ <&3 || exit 0; [ "$code" != 503 ]'
     )
     return ["/bin/bash", "-c", script]
+
+
+def expected_command(path: str) -> list[str]:
+    """The base's command once it has exec probes (issue 12), else the agreed text."""
+    base = base_keycloak_container()
+    for kind, kind_path in KEYCLOAK_PATHS.items():
+        if kind_path == path and "exec" in base[kind]:
+            command: list[str] = base[kind]["exec"]["command"]
+            return command
+    return fail_open_command(path)
 
 
 def base_keycloak_container() -> Doc:
