@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keycloak-sidecar",
         description="Health-monitoring sidecar for clustered Keycloak on Kubernetes. Without a "
-        "sub-command it runs the daemon. Every flag is also a SIDECAR_* environment variable.",
+        "sub-command it runs the daemon. Every flag is also a SIDECAR_* environment variable. "
+        "A DURATION is e.g. 250ms, 30s, 1m30s or 1h (a bare number is seconds).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
