@@ -37,8 +37,11 @@ from sidecar.settings import SPECS, parse_duration
 
 FAKE_KEYCLOAK = Path(__file__).with_name("fake_keycloak.py")
 MIN_SIDECAR_PROBE_SECONDS = 0.5
-#: durations left alone: a poll fallback, not policy (inotify wakes the sidecar at once)
-UNSCALED = frozenset({"log_poll_interval_seconds"})
+#: durations left alone: a poll fallback, not policy (inotify wakes the sidecar at once);
+#: the sidecar's own port limits (idle connection timeout, body reuse) are real-time machinery
+UNSCALED = frozenset(
+    {"log_poll_interval_seconds", "http_idle_timeout_seconds", "http_cache_seconds"}
+)
 POLL_SECONDS = 0.05
 
 Script = dict[str, Any]
