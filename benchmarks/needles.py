@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sidecar.rules import RUNTIME_ANCHORS_JSON, RUNTIME_ANCHORS_PLAIN
-from sidecar.scan import MemmemScanner, Scanner, scan_with_find
+from sidecar.log.rules import RUNTIME_ANCHORS_JSON, RUNTIME_ANCHORS_PLAIN
+from sidecar.log.scan import MemmemScanner, Scanner, scan_with_find
 
 
 def gigabytes_per_second(scan: Scanner, data: bytes, needle: bytes) -> tuple[float, int]:

@@ -8,8 +8,15 @@ import sys
 from collections.abc import Sequence
 
 from sidecar import __version__
-from sidecar.rules import Rule
-from sidecar.settings import ConfigError, Settings, add_arguments, check_files, load_settings
+from sidecar.log.rules import Rule
+from sidecar.settings import (
+    ConfigError,
+    Settings,
+    add_arguments,
+    check_files,
+    load_settings,
+    policy_from_settings,
+)
 
 EXIT_CONFIG = 2
 
@@ -79,13 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("configuration is valid\n")
         return 0
     if args.command == "analyze":
-        from sidecar import analyze
-        from sidecar.health import Policy
+        from sidecar.tools import analyze
 
         return analyze.run(
             args.file,
             rules,
-            Policy.from_settings(settings),
+            policy_from_settings(settings),
             as_json=args.json,
             quiet=args.quiet,
             max_line_bytes=settings.log_max_line_bytes,
@@ -93,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=sys.stdout,
         )
     if args.command == "demo":
-        from sidecar.demo import run as run_demo
+        from sidecar.tools.demo import run as run_demo
 
         return run_demo(listen=args.demo_listen, speed=args.speed, keep_serving=args.keep_serving)
     from sidecar.runtime import main as run_daemon
@@ -114,7 +120,7 @@ def _with_rules(settings: Settings, path: str) -> Settings:
 
 
 def _rules(settings: Settings) -> tuple[Rule, ...]:
-    from sidecar.rules import RuleError, builtin_rules, load_rules_file
+    from sidecar.log.rules import RuleError, builtin_rules, load_rules_file
 
     try:
         user = load_rules_file(settings.rules_file) if settings.rules_file else ()

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
 from sidecar.clock import Clock
-from sidecar.health import Policy, TransitionTracker, Verdicts, evaluate
+from sidecar.core.health import Policy, TransitionTracker, Verdicts, evaluate
+from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
-from sidecar.pipeline import Pipeline
+from sidecar.log.pipeline import Pipeline
 from sidecar.settings import Settings
-from sidecar.state import MonitorState
 
 #: how long an evaluated verdict may be served again while the state is unchanged
 REUSE_SECONDS = 0.05
@@ -38,15 +37,6 @@ class ChangeFeed:
     def notify(self) -> None:
         for event in self._events:
             event.set()
-
-
-async def wait_for_change(changed: asyncio.Event, timeout_seconds: float) -> None:
-    """Return at once if ``changed`` is set, else on its next setting or after the timeout;
-    leave it cleared either way."""
-    if not changed.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout_seconds)
-    changed.clear()
 
 
 class SourceStats(Protocol):
@@ -78,8 +68,6 @@ class Context:
     tracker: TransitionTracker
     housekeeper: Housekeeper
     source: SourceStats | None = None
-    #: extra facts for /status from workers (e.g. the Kubernetes side), by section name
-    status_extra: dict[str, object] = field(default_factory=dict)
     #: counts of Kubernetes API errors by (operation, code)
     kube_api_errors: dict[tuple[str, str], int] = field(default_factory=dict)
     #: state changes and stop requests, for the loops that follow the verdicts
@@ -90,7 +78,7 @@ class Context:
         """Evaluate now (pure, microseconds): what handlers and the collector call.
 
         A verdict is reused while the state is unchanged for at most
-        ``VERDICT_REUSE_SECONDS``: every log event, probe result or Kubernetes fact bumps
+        ``REUSE_SECONDS``: every log event, probe result or Kubernetes fact bumps
         the state's version, so evidence is reflected at once; only the passing of time
         (deadlines of minutes) is seen up to that late.
         """

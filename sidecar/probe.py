@@ -23,40 +23,14 @@ import aiohttp
 
 from sidecar import __version__
 from sidecar.clock import Clock
+from sidecar.core.events import HealthCheck, ProbeResult
 
 MAX_BODY_BYTES: Final = 64 * 1024
 """At most this much of a response body is read; the rest is discarded with the connection."""
 
 USER_AGENT: Final = f"keycloak-sidecar/{__version__}"
-#: every value ``ProbeResult.error`` takes besides "" (bounded metric label values)
-ERROR_CLASSES: Final = ("timeout", "refused", "connection", "tls", "http_status", "body")
 _REQUEST_HEADERS: Final = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 _HEALTH_STATUSES: Final = frozenset({"UP", "DOWN"})
-
-
-@dataclass(frozen=True, slots=True)
-class HealthCheck:
-    """One entry of a health body's ``checks`` list."""
-
-    name: str
-    up: bool
-    failing_since: str
-    """Keycloak's ``data["Failing since"]`` when present, else ""."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """What one HTTP probe saw.  ``error`` is "" exactly when ``ok`` is true."""
-
-    target: str
-    ok: bool
-    status: int | None
-    latency_seconds: float
-    error: str
-    keycloak_status: str
-    checks: tuple[HealthCheck, ...]
-    database_down: bool
-    observed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +179,4 @@ def parse_health_body(content_type: str, body: bytes) -> HealthBody:
 
 
 def _parse_check(entry: dict[str, Any]) -> HealthCheck:
-    data = entry.get("data")
-    failing_since = data.get("Failing since", "") if isinstance(data, dict) else ""
-    return HealthCheck(
-        name=str(entry.get("name", "")),
-        up=entry.get("status") == "UP",
-        failing_since=str(failing_since),
-    )
+    return HealthCheck(name=str(entry.get("name", "")), up=entry.get("status") == "UP")

@@ -15,17 +15,17 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sidecar import __version__, housekeeping, libc, logjson
-from sidecar.clock import Clock, SystemClock
+from sidecar.clock import Clock, SystemClock, sleep_until
 from sidecar.context import Context
-from sidecar.health import Policy, TransitionTracker
+from sidecar.core.events import ProbeResult
+from sidecar.core.health import TransitionTracker
+from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
-from sidecar.logfile import StdinReader
-from sidecar.pipeline import Pipeline
-from sidecar.probe import ProbeResult
-from sidecar.rules import Rule
-from sidecar.settings import Settings
-from sidecar.state import MonitorState
-from sidecar.workers import Prober, Tailer, verdict_worker, wait_or_stop
+from sidecar.log.pipeline import Pipeline
+from sidecar.log.rules import Rule
+from sidecar.log.source import StdinReader
+from sidecar.settings import Settings, policy_from_settings
+from sidecar.workers import Prober, Tailer, verdict_worker
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ _RECOVERY_POLL_SECONDS = 0.05
 
 class WorkerExitedError(RuntimeError):
     """An eternal worker returned although no stop was requested."""
+
+
+class CannotServeError(RuntimeError):
+    """The listener could not bind its address (in use, not permitted, no such address)."""
 
 
 @dataclass
@@ -61,7 +65,7 @@ def build_context(settings: Settings, rules: Sequence[Rule], clock: Clock) -> Co
         settings=settings,
         clock=clock,
         state=state,
-        policy=Policy.from_settings(settings),
+        policy=policy_from_settings(settings),
         pipeline=pipeline,
         registry=CollectorRegistry(auto_describe=True),
         tracker=TransitionTracker(now),
@@ -80,7 +84,7 @@ def main(settings: Settings, rules: Sequence[Rule]) -> int:
         asyncio.run(serve(settings, rules, install_signals=True))
     except* WorkerExitedError as group:
         failures.append(f"a worker stopped unexpectedly: {group.exceptions[0]}")
-    except* OSError as group:
+    except* CannotServeError as group:
         failures.append(f"cannot serve: {group.exceptions[0]}")
     for failure in failures:
         log.error("Sidecar failed", extra={"error": failure})
@@ -105,8 +109,8 @@ async def serve(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, daemon.request_stop)
-    from sidecar.metrics import observe_probe, register_all
-    from sidecar.web import create_app
+    from sidecar.http.app import create_app
+    from sidecar.http.metrics import observe_probe, register_all
 
     metrics = register_all(ctx)
     runner = web.AppRunner(
@@ -119,7 +123,10 @@ async def serve(
     try:
         host, port = settings.listen
         site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:  # only the bind: a worker's OSError is a crash of its own
+            raise CannotServeError(str(error)) from error
         daemon.port = _bound_port(runner) or port
         log.info(
             "Serving",
@@ -180,8 +187,8 @@ async def _run_workers(
 def _make_tailer(
     ctx: Context, recovered: asyncio.Event, stack: contextlib.AsyncExitStack
 ) -> Tailer:
-    from sidecar.inotify import FileWatcher
-    from sidecar.logfile import LogFile
+    from sidecar.log.source import LogFile
+    from sidecar.log.watch import FileWatcher
 
     settings = ctx.settings
     source: LogFile | StdinReader
@@ -215,8 +222,7 @@ class _StdinWaiter:
         fd = self._source.fileno()
         loop.add_reader(fd, readable.set)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(readable.wait(), timeout_seconds)
+            await sleep_until(readable, timeout_seconds)
         finally:
             loop.remove_reader(fd)
 
@@ -228,7 +234,7 @@ async def _after(
     while not event.is_set():
         if stop.is_set():
             return
-        await wait_or_stop(stop, _RECOVERY_POLL_SECONDS)
+        await sleep_until(stop, _RECOVERY_POLL_SECONDS)
     await job()
 
 
@@ -247,7 +253,7 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def _kube(ctx: Context, stop: asyncio.Event) -> None:
+    from sidecar.kube.worker import kube_worker
     from sidecar.kubesink import CoreSink
-    from sidecar.kubeworker import kube_worker
 
     await kube_worker(settings=ctx.settings, sink=CoreSink(ctx), clock=ctx.clock, stop=stop)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from sidecar.core.health import Policy
+
 
 class ConfigError(Exception):
     """One or more settings are invalid; ``problems`` lists each one."""
@@ -461,3 +463,15 @@ def check_files(settings: Settings) -> list[str]:
         if path and not os.access(path, os.R_OK):
             problems.append(f"{label}={path!r}: file is missing or not readable")
     return problems
+
+
+def policy_from_settings(settings: Settings) -> Policy:
+    """The core's thresholds, taken from the settings (the core never imports them)."""
+    return Policy(
+        startup_deadline_seconds=settings.startup_deadline_seconds,
+        progress_timeout_seconds=settings.progress_timeout_seconds,
+        liveness_grace_seconds=settings.liveness_grace_seconds,
+        degraded_hold_seconds=settings.degraded_hold_seconds,
+        db_down_hold_seconds=settings.db_down_hold_seconds,
+        membership_grace_seconds=settings.membership_grace_seconds,
+    )

@@ -14,16 +14,16 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.clock import ManualClock
 from sidecar.context import Context
-from sidecar.health import Policy, TransitionTracker, Verdicts
+from sidecar.core.events import HealthCheck, ProbeResult
+from sidecar.core.health import Policy, TransitionTracker, Verdicts
+from sidecar.core.membership import KubeFacts, PeerPod
+from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
-from sidecar.logfile import LogFile
-from sidecar.membership import KubeFacts, PeerPod
-from sidecar.metrics import Metrics, observe_probe, register_all
-from sidecar.pipeline import Pipeline
-from sidecar.probe import HealthCheck, ProbeResult
-from sidecar.rules import builtin_rules
+from sidecar.http.metrics import Metrics, observe_probe, register_all
+from sidecar.log.pipeline import Pipeline
+from sidecar.log.rules import builtin_rules
+from sidecar.log.source import LogFile
 from sidecar.settings import load_settings
-from sidecar.state import MonitorState
 
 P = "keycloak_sidecar_"
 START_SECONDS = 1000.0
@@ -112,7 +112,7 @@ def probe_result(
         latency_seconds=latency_seconds,
         error=error,
         keycloak_status="UP" if ok else ("DOWN" if error == "body" else ""),
-        checks=(HealthCheck("Keycloak database connections health check", ok, ""),),
+        checks=(HealthCheck("Keycloak database connections health check", ok),),
         database_down=False,
         observed_at=at,
     )

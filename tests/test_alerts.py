@@ -22,7 +22,7 @@ MONITORING = ROOT / "k8s" / "monitoring"
 RULE = MONITORING / "prometheusrule.yaml"
 UNIT_TESTS = sorted((MONITORING / "tests").glob("*.yaml"))
 DASHBOARD = MONITORING / "dashboards" / "keycloak-sidecar.json"
-# What the sidecar exports (docs/ARCHITECTURE.md, sidecar/metrics.py); a live /metrics
+# What the sidecar exports (docs/ARCHITECTURE.md, sidecar/http/metrics.py); a live /metrics
 # comparison lives with the scrape test.
 EXPORTED = {
     f"keycloak_sidecar_{name}"

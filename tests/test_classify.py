@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from corpus import load_corpus
 
-from sidecar import analyze
-from sidecar.classify import parse_view
-from sidecar.health import Policy
-from sidecar.rules import builtin_rules
+from sidecar.core.health import Policy
+from sidecar.log.classify import parse_view
+from sidecar.log.rules import builtin_rules
+from sidecar.tools import analyze
 
 RULES = builtin_rules()
 CORPUS = load_corpus()

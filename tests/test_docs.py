@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.events import (
+from sidecar.core.events import (
     CLUSTER_DEGRADED_REASONS,
     RUNTIME_FATAL_REASONS,
     STARTUP_FATAL_REASONS,
     EventKind,
 )
-from sidecar.health import REASONS
-from sidecar.metrics import FAMILIES
+from sidecar.core.health import REASONS
+from sidecar.http.metrics import FAMILIES
 from sidecar.settings import SPECS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
@@ -68,12 +68,12 @@ def test_endpoints_table_lists_the_routes() -> None:
 
     from sidecar.clock import ManualClock
     from sidecar.context import Context
-    from sidecar.health import Policy, TransitionTracker
+    from sidecar.core.health import Policy, TransitionTracker
+    from sidecar.core.state import MonitorState
     from sidecar.housekeeping import Housekeeper
-    from sidecar.pipeline import Pipeline
+    from sidecar.http.app import create_app
+    from sidecar.log.pipeline import Pipeline
     from sidecar.settings import load_settings
-    from sidecar.state import MonitorState
-    from sidecar.web import create_app
 
     state = MonitorState(0.0)
     ctx = Context(load_settings({}, {}), ManualClock(), state, Policy(), Pipeline([], state),
@@ -87,7 +87,8 @@ def test_endpoints_table_lists_the_routes() -> None:
 
 def test_architecture_table_names_every_module() -> None:
     package = Path(__file__).resolve().parent.parent / "sidecar"
-    modules = {p.name for p in package.glob("*.py")} - {"__init__.py", "__main__.py"}
+    modules = {p.relative_to(package).as_posix() for p in package.rglob("*.py")
+               if p.name not in {"__init__.py", "__main__.py"}}
     table = (package.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^\| `(\w+\.py)` \|", table, re.M))
+    listed = set(re.findall(r"^\| `([\w/]+\.py)` \|", table, re.M))
     assert modules == listed

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.events import ClusterView, EventKind, LogEvent
-from sidecar.health import Policy, TransitionTracker, evaluate
-from sidecar.membership import KubeFacts
-from sidecar.probe import ProbeResult
-from sidecar.state import MonitorState
+from sidecar.core.events import ClusterView, EventKind, LogEvent, ProbeResult
+from sidecar.core.health import Policy, TransitionTracker, evaluate
+from sidecar.core.membership import KubeFacts
+from sidecar.core.state import MonitorState
 
 POLICY = Policy(startup_deadline_seconds=1200, progress_timeout_seconds=300,
                 liveness_grace_seconds=60, degraded_hold_seconds=60, db_down_hold_seconds=60)

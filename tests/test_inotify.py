@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sidecar import inotify
-from sidecar.inotify import FileWatcher
-from sidecar.logfile import LogFile
+from sidecar.log import watch as inotify
+from sidecar.log.source import LogFile
+from sidecar.log.watch import FileWatcher
 
 HANG_GUARD_SECONDS = 10.0
 LONG_POLL_SECONDS = 60.0  # longer than the guard: only an inotify wake-up can end a wait

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from kubeapi import KubeApiDouble, label_matches, rfc3339_nano
 
-from sidecar import kube
-from sidecar.kube import KubeError, Lease
-from sidecar.kubeworker import LogCursor, parse_timestamp_ns
+from sidecar.kube import api as kube
+from sidecar.kube.api import KubeError, Lease
+from sidecar.kube.worker import LogCursor, parse_timestamp_ns
 from sidecar.settings import load_settings
 
 
@@ -344,7 +344,7 @@ def test_module_import_does_not_load_kubernetes_asyncio() -> None:
     import sys
 
     code = (
-        "import sys, sidecar.kube, sidecar.kubeworker, sidecar.membership; "
+        "import sys, sidecar.kube.api, sidecar.kube.worker, sidecar.core.membership; "
         "print('kubernetes_asyncio' in sys.modules)"
     )
     result = subprocess.run(
@@ -368,7 +368,7 @@ def test_slim_import_loads_only_what_the_sidecar_uses(tmp_path: Path) -> None:
     )
     script = (
         "import asyncio, sys\n"
-        "from sidecar.kube import connect\n"
+        "from sidecar.kube.api import connect\n"
         "from sidecar.settings import load_settings\n"
         f"settings = load_settings({{'kubeconfig': {str(kubeconfig)!r}}}, {{}})\n"
         "async def main():\n"

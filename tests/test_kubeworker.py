@@ -17,9 +17,9 @@ import pytest
 from kubeapi import KubeApiDouble
 
 from sidecar.clock import Clock, ManualClock, SystemClock
-from sidecar.events import ClusterView
-from sidecar.kubeworker import KubeTuning, VerdictView, default_selector, kube_worker
-from sidecar.membership import KubeFacts, MembershipAssessment, assess_membership
+from sidecar.core.events import ClusterView
+from sidecar.core.membership import KubeFacts, MembershipAssessment, assess_membership
+from sidecar.kube.worker import KubeTuning, VerdictView, default_selector, kube_worker
 from sidecar.settings import Settings, load_settings
 
 FAST = KubeTuning(
@@ -87,7 +87,6 @@ class FakeCore:
     def membership(self) -> MembershipAssessment:
         result = assess_membership(
             view=self.view,
-            view_since=None,
             facts=self.facts,
             started=self.started,
             db_down=self.db_down,

@@ -6,7 +6,7 @@ import calendar
 
 import pytest
 
-from sidecar import layout
+from sidecar.log import layout
 
 OCT_9_2025_17_06_39 = float(calendar.timegm((2025, 10, 9, 17, 6, 39)))
 

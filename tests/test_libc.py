@@ -88,7 +88,7 @@ def test_the_daemon_keeps_socket_receive_buffers_in_the_heap() -> None:
 def test_buffers_allocated_again_and_again_stay_below_the_threshold() -> None:
     import asyncio.selector_events
 
-    from sidecar.logfile import DEFAULT_POLL_MAX_BYTES
+    from sidecar.log.source import DEFAULT_POLL_MAX_BYTES
 
     receive_bytes = asyncio.selector_events._SelectorTransport.max_size
     assert max(receive_bytes, DEFAULT_POLL_MAX_BYTES) < libc.DAEMON_MMAP_THRESHOLD_BYTES

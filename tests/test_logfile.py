@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.logfile import LineFramer, LogFile, StdinReader
+from sidecar.log.source import LineFramer, LogFile, StdinReader
 
 NOBODY_UID = 65534
 
@@ -91,7 +91,7 @@ def test_nul_and_invalid_utf8_pass_through(log_path: Path, follow: LogFile) -> N
 
 
 def test_absent_at_start_then_appears(log_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="sidecar.logfile")
+    caplog.set_level(logging.INFO, logger="sidecar.log.source")
     log = LogFile(str(log_path))
     for _ in range(5):
         assert log.poll() == b""

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.events import ClusterView
-from sidecar.membership import (
+from sidecar.core.events import ClusterView
+from sidecar.core.membership import (
     PEER_MEMORY_MARGIN_SECONDS,
     KubeFacts,
     MembershipAssessment,
@@ -150,7 +150,6 @@ def assess(
 ) -> MembershipAssessment:
     return assess_membership(
         view=view_,
-        view_since=NOW - 5,
         facts=facts_,
         started=started,
         db_down=db_down,

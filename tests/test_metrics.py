@@ -22,9 +22,9 @@ from prometheus_client import REGISTRY, generate_latest
 
 from sidecar import __version__
 from sidecar.context import Context
-from sidecar.events import STARTUP_FATAL_REASONS, EventKind
-from sidecar.health import REASONS, Verdicts
-from sidecar.metrics import PROBE_ERRORS, StateCollector
+from sidecar.core.events import STARTUP_FATAL_REASONS, EventKind
+from sidecar.core.health import REASONS, Verdicts
+from sidecar.http.metrics import PROBE_ERRORS, StateCollector
 
 
 @pytest.fixture

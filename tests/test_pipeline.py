@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from corpus import load_corpus
 
-from sidecar import layout
-from sidecar.events import STARTUP_ONLY_REASONS, EventKind, LogEvent
-from sidecar.pipeline import Pipeline, runtime_rules
-from sidecar.rules import (
+from sidecar.core.events import STARTUP_ONLY_REASONS, EventKind, LogEvent
+from sidecar.core.state import MonitorState
+from sidecar.log import layout
+from sidecar.log.pipeline import Pipeline, runtime_rules
+from sidecar.log.rules import (
     RUNTIME_ANCHORS_CSV,
     RUNTIME_ANCHORS_JSON,
     RUNTIME_ANCHORS_PLAIN,
@@ -22,7 +23,6 @@ from sidecar.rules import (
     Rule,
     builtin_rules,
 )
-from sidecar.state import MonitorState
 
 LIQUIBASE = (
     "2015-04-02T09:26:37.124344660Z 09:26:37,074 ERROR [org.keycloak.connections.jpa."

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sidecar.scan import MemmemScanner, best_scanner, scan_with_find
+from sidecar.log.scan import MemmemScanner, best_scanner, scan_with_find
 
 MEMMEM = MemmemScanner()
 

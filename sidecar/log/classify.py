@@ -1,4 +1,8 @@
-"""One log record -> the events it means.  Pure; the only module that knows Keycloak's text."""
+"""One log record -> the events it means.  Pure.
+
+What a line means is in ``rules.py``; how a header line looks is in ``layout.py`` (the
+pipeline keeps its own byte-level header test for framing, a fast path of the same shapes).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sidecar import layout
-from sidecar.events import ClusterView, EventKind, LogEvent
-from sidecar.rules import IGNORE, Rule
+from sidecar.core.events import ClusterView, EventKind, LogEvent
+from sidecar.log import layout
+from sidecar.log.rules import IGNORE, Rule
 
 _CODE_RE = re.compile(
     r"\b((?:ISPN|JGRP|WFLY[A-Z]*|KC-SERVICES|MSC|IJ|JBAS|ARJUNA|HHH|SRHCK)"

@@ -33,9 +33,9 @@ import os
 import random
 from collections.abc import Callable, Coroutine, Mapping
 
-from sidecar.clock import Clock
-from sidecar.killbudget import KillBudget
-from sidecar.kube import (
+from sidecar.clock import Clock, sleep_until
+from sidecar.core.membership import KubeFacts
+from sidecar.kube.api import (
     KubeApi,
     KubeConfigError,
     KubeError,
@@ -44,19 +44,24 @@ from sidecar.kube import (
     connect,
     own_identity,
 )
-from sidecar.kubeevents import EventEmitter, EventNote, ReadinessGate, gate_condition, verdict_notes
-from sidecar.kubelog import LogCursor, log_task, parse_timestamp_ns
-from sidecar.kubeworld import (
+from sidecar.kube.budget import KillBudget
+from sidecar.kube.logstream import LogCursor, log_task, parse_timestamp_ns
+from sidecar.kube.notices import (
+    EventEmitter,
+    ReadinessGate,
+    gate_condition,
+    verdict_notes,
+)
+from sidecar.kube.world import (
     DEFAULT_TUNING,
+    EventNote,
     KubeSink,
     KubeTuning,
     VerdictView,
     World,
     backoff_seconds,
     default_selector,
-    sleep_or_stop,
 )
-from sidecar.membership import KubeFacts
 from sidecar.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,7 +130,7 @@ async def _list_watch(
             world.fail(error.operation, error.code)
             world.publish()
             attempt += 1
-            await sleep_or_stop(stop, backoff_seconds(attempt, tuning, rng))
+            await sleep_until(stop, backoff_seconds(attempt, tuning, rng))
 
 
 async def _own_pod_task(
@@ -175,7 +180,6 @@ def _check_restart(world: World, pod: PodInfo) -> None:
     log.info("Keycloak container restarted", extra={"restart_count": container.restart_count})
     world.sink.container_restarted(container.restart_count, container.container_id, now)
     world.rearmed = True
-    world.restarts += 1
     world.notes.append(
         EventNote(
             "KeycloakRestarted",
@@ -228,7 +232,7 @@ async def _peers_task(world: World, api: KubeApi, stop: asyncio.Event, tuning: K
     )
 
 
-# ---------------------------------------------------------------- kill budget
+# ------------------------------------------------- verdict round: budget, Events, gate
 
 
 async def _verdicts_task(
@@ -250,7 +254,7 @@ async def _verdicts_task(
         await world.sink.wait_for_change(tuning.verdict_interval_seconds)
 
 
-# ---------------------------------------------------------------- log source
+# ---------------------------------------------------------------- entry point
 
 
 async def kube_worker(

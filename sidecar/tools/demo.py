@@ -21,7 +21,7 @@ from typing import TextIO
 
 import aiohttp
 
-from sidecar.rules import builtin_rules
+from sidecar.log.rules import builtin_rules
 from sidecar.runtime import Daemon, serve
 from sidecar.settings import load_settings, parse_listen
 

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 
-from sidecar.kube import (
+from sidecar.kube.api import (
     KubeApi,
     KubeError,
     format_time,
 )
-from sidecar.kubeworld import COMPONENT, VerdictView, World
+from sidecar.kube.world import COMPONENT, EventNote, VerdictView, World
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class EventNote:
-    """One Kubernetes Event to emit (or to aggregate with an identical earlier one)."""
-
-    reason: str
-    type: str
-    message: str
 
 
 def _kill_note(reason: str) -> EventNote:

@@ -29,9 +29,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from sidecar import __version__
 from sidecar.context import Context
-from sidecar.events import STARTUP_FATAL_REASONS, EventKind
-from sidecar.health import REASONS, Verdicts
-from sidecar.probe import ERROR_CLASSES, ProbeResult
+from sidecar.core.events import ERROR_CLASSES, STARTUP_FATAL_REASONS, EventKind, ProbeResult
+from sidecar.core.health import REASONS, Verdicts
 
 PREFIX: Final = "keycloak_sidecar_"
 #: 1 ms .. 10 s: a local health endpoint answers in milliseconds, the probe timeout is seconds

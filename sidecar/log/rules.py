@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sidecar.events import ALL_REASONS, EventKind
+from sidecar.core.events import ALL_REASONS, EventKind
 
 IGNORE = "ignore"
 #: ``fatal`` = ``startup_fatal`` before startup completed, ``runtime_fatal`` after.

@@ -6,12 +6,12 @@ import dataclasses
 import logging
 import math
 
-from sidecar.kube import (
+from sidecar.kube.api import (
     KubeApi,
     KubeError,
     Lease,
 )
-from sidecar.kubeworld import KubeTuning, VerdictView, World
+from sidecar.kube.world import KubeTuning, VerdictView, World
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,3 @@ class KillBudget:
             self.world.fail(error.operation, error.code)
             return
         log.info("Kill-budget slot released", extra={"lease": held.name})
-
-
-# ---------------------------------------------------------------- events

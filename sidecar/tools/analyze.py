@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from sidecar import libc
-from sidecar.events import LogEvent
-from sidecar.health import Policy, Verdicts, evaluate
-from sidecar.logfile import LineFramer
-from sidecar.pipeline import Pipeline
-from sidecar.rules import Rule
-from sidecar.state import MonitorState
+from sidecar.core.events import LogEvent
+from sidecar.core.health import Policy, Verdicts, evaluate
+from sidecar.core.state import MonitorState
+from sidecar.log.pipeline import Pipeline
+from sidecar.log.rules import Rule
+from sidecar.log.source import LineFramer
 
 EXIT_OK = 0
 EXIT_UNUSABLE = 2

@@ -12,19 +12,16 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from sidecar.events import (
+from sidecar.core.events import (
     DATABASE_FATAL_REASONS,
     STARTUP_ONLY_REASONS,
     ClusterView,
     EventKind,
     LogEvent,
+    ProbeResult,
 )
-from sidecar.membership import KubeFacts
-
-if TYPE_CHECKING:  # the prober (and aiohttp) stays out of `analyze`'s start-up
-    from sidecar.probe import ProbeResult
+from sidecar.core.membership import KubeFacts
 
 _GONE_ERRORS = frozenset({"refused", "connection"})
 _RECENT_BOOT_SECONDS = 120.0
@@ -91,9 +88,7 @@ class ProbeSnapshot:
 class HealthSnapshot:
     """A frozen copy of what the policy needs."""
 
-    boot_number: int
     boot_started_at: float
-    boot_cause: str
     boot_embedded: bool
     complete_at: float | None
     fatal_at: float | None
@@ -106,7 +101,6 @@ class HealthSnapshot:
     degraded_at: float | None
     degraded_reason: str
     view: ClusterView | None
-    view_since: float | None
     probes: dict[str, ProbeSnapshot]
     kube: KubeFacts | None
     membership_evidence_since: float | None
@@ -359,9 +353,7 @@ class MonitorState:
     def snapshot(self) -> HealthSnapshot:
         boot = self.boot
         return HealthSnapshot(
-            boot_number=boot.number,
             boot_started_at=boot.started_at,
-            boot_cause=boot.cause,
             boot_embedded=boot.embedded,
             complete_at=boot.complete_at,
             fatal_at=boot.fatal_at,
@@ -374,7 +366,6 @@ class MonitorState:
             degraded_at=self.degraded_at,
             degraded_reason=self.degraded_reason,
             view=self.view,
-            view_since=self.view_since,
             probes={name: _probe_snapshot(track) for name, track in self.probes.items()},
             kube=self.kube,
             membership_evidence_since=self.membership_evidence_since,

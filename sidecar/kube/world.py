@@ -7,24 +7,30 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from sidecar.clock import Clock
-from sidecar.kube import (
+from sidecar.core.membership import KubeFacts, MembershipAssessment, PeerPod
+from sidecar.kube.api import (
     Identity,
     PodInfo,
 )
-from sidecar.membership import KubeFacts, MembershipAssessment, PeerPod
 from sidecar.settings import Settings
-
-if TYPE_CHECKING:
-    from sidecar.kubeevents import EventNote
 
 log = logging.getLogger(__name__)
 
 
 COMPONENT = "keycloak-sidecar"
 PEER_OPERATIONS = frozenset({"pods_list", "pods_watch"})
+
+
+@dataclass(frozen=True, slots=True)
+class EventNote:
+    """One Kubernetes Event to emit (or to aggregate with an identical earlier one)."""
+
+    reason: str
+    type: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +110,6 @@ def backoff_seconds(attempt: int, tuning: KubeTuning, rng: random.Random) -> flo
     return step * rng.uniform(0.5, 1.0)
 
 
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, or return early when the worker stops."""
-    try:
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    except TimeoutError:
-        return
-
-
 def default_selector(labels: Mapping[str, str]) -> str:
     """The peer selector from the own pod's app labels ("" when it has none)."""
     keys = (
@@ -147,7 +144,6 @@ class World:
         self.slot = ""
         self.observed_at = clock.monotonic()
         self.notes: list[EventNote] = []
-        self.restarts = 0
 
     def ok(self, operation: str) -> None:
         now = self.clock.monotonic()
@@ -231,6 +227,3 @@ class World:
     def drop_peer(self, name: str) -> None:
         self.peers.pop(name, None)
         self.ready_at.pop(name, None)
-
-
-# ---------------------------------------------------------------- list + watch

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Final
 
 
 class EventKind(enum.StrEnum):
@@ -142,3 +143,30 @@ class LogEvent:
         if self.timestamp is not None:
             out["timestamp"] = round(self.timestamp, 3)
         return out
+
+
+#: every value ``ProbeResult.error`` takes besides "" (bounded metric label values)
+ERROR_CLASSES: Final = ("timeout", "refused", "connection", "tls", "http_status", "body")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One entry of a health body's ``checks`` list."""
+
+    name: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one HTTP probe saw.  ``error`` is "" exactly when ``ok`` is true."""
+
+    target: str
+    ok: bool
+    status: int | None
+    latency_seconds: float
+    error: str
+    keycloak_status: str
+    checks: tuple[HealthCheck, ...]
+    database_down: bool
+    observed_at: float

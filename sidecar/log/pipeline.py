@@ -14,17 +14,17 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
-from sidecar import layout
-from sidecar.classify import Record, classify, make_record
-from sidecar.events import LogEvent
-from sidecar.rules import (
+from sidecar.core.events import LogEvent
+from sidecar.log import layout
+from sidecar.log.classify import Record, classify, make_record
+from sidecar.log.rules import (
     RUNTIME_ANCHORS_CSV,
     RUNTIME_ANCHORS_JSON,
     RUNTIME_ANCHORS_PLAIN,
     RUNTIME_ISPN_CODES,
     Rule,
 )
-from sidecar.scan import Scanner, best_scanner
+from sidecar.log.scan import Scanner, best_scanner
 
 _DAY_SECONDS = 86400.0
 _HALF_DAY_SECONDS = 43200.0

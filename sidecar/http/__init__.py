@@ -1,0 +1,1 @@
+"""The sidecar's own HTTP server: the probe endpoints, ``/status`` and ``/metrics``."""
