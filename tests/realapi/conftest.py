@@ -11,16 +11,12 @@ and the StatefulSet with its readiness gate), rendered by the kubectl that
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ci_tools import in_ci, tool
-from realapi_cluster import Namespace, Sidecar
+from realapi_cluster import Json, Namespace, Rendered, Sidecar
 from realapiserver import REPO, RealApiServer, cached_binary, render_kustomization
-
-Json = dict[str, Any]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,13 +47,6 @@ def real_api(
         yield server
     finally:
         server.stop()
-
-
-@dataclass(frozen=True)
-class Rendered:
-    rbac: list[Json]
-    role: Json
-    statefulset: Json
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +82,3 @@ def sidecars() -> Iterator[list[Sidecar]]:
     yield started
     for sidecar in started:
         sidecar.stop()
-
-
-def sidecar_report(started: list[Sidecar]) -> str:
-    return "\n".join(f"--- {s.pod}\n{s.output()[-3000:]}" for s in started)

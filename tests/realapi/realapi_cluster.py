@@ -82,6 +82,15 @@ def stamp(moment: float | None = None) -> str:
 # ------------------------------------------------------------------ namespace and RBAC
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """What the tests use of the rendered manifests."""
+
+    rbac: list[Json]
+    role: Json
+    statefulset: Json
+
+
 def without_rule(role: Json, group: str, resource: str) -> Json:
     """The Role with the rule that grants ``resource`` of ``group`` removed."""
     changed = copy.deepcopy(role)
@@ -420,3 +429,7 @@ def peers_seen(sidecar: Sidecar) -> dict[str, bool]:
 
 def livez_by_pod(sidecars: list[Sidecar]) -> dict[str, int]:
     return {s.pod: s.livez() for s in sidecars}
+
+
+def sidecar_report(started: list[Sidecar]) -> str:
+    return "\n".join(f"--- {s.pod}\n{s.output()[-3000:]}" for s in started)

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import sidecar_report
 from realapi_cluster import (
     LEASE,
     LIQUIBASE_LINE,
@@ -21,6 +20,7 @@ from realapi_cluster import (
     Sidecar,
     livez_by_pod,
     peers_seen,
+    sidecar_report,
     stamp,
     start_cluster,
     wait_until,

@@ -16,16 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Rendered, sidecar_report
 from realapi_cluster import (
     LEASE,
     LIQUIBASE_LINE,
     SA_NAME,
     STARTED_LINE,
     Namespace,
+    Rendered,
     Sidecar,
     livez_by_pod,
     peers_seen,
+    sidecar_report,
     start_cluster,
     wait_until,
     without_rule,
@@ -260,8 +261,9 @@ def test_without_pods_status_access_only_the_gate_is_missing(
     assert set(first.api_errors("forbidden")) == {"pods_status_patch"}
     assert GATE not in conditions(namespace, "keycloak-0")
     assert set(conditions(namespace, "keycloak-0")) >= KUBELET_CONDITIONS
-    wait_until("ready (started, membership unknown without a view)",
-               lambda: first.readyz()[0] == 200)
+    wait_until(
+        "ready (started, membership unknown without a view)", lambda: first.readyz()[0] == 200
+    )
     assert first.livez() == 200
     wait_until("peers still seen", lambda: peers_seen(first) == {"keycloak-1": True})
     first.write_log(LIQUIBASE_LINE)
