@@ -40,7 +40,7 @@ echo "build-kubeapiserver: building kube-apiserver $version (seconds with a warm
 start=$SECONDS
 (
     cd "$src"
-    /usr/bin/env GOFLAGS=-mod=mod nice -n 10 go build -trimpath -ldflags='-s -w' -o "$bin.tmp" .
+    GOFLAGS=-buildvcs=false nice -n 10 go build -trimpath -ldflags='-s -w' -o "$bin.tmp" .
 )
 mv "$bin.tmp" "$bin"
 echo "build-kubeapiserver: built in $((SECONDS - start)) s" >&2

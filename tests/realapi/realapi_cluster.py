@@ -59,7 +59,7 @@ STARTED_LINE = (
 )
 
 
-def wait_until(what: str, predicate: Callable[[], object], within_seconds: float = 30.0) -> Any:
+def wait_until(what: str, predicate: Callable[[], object], within_seconds: float = 45.0) -> Any:
     """Poll ``predicate`` until it returns something truthy (a hang guard, not a timing claim)."""
     deadline = time.monotonic() + within_seconds
     last_error: object = None
@@ -200,6 +200,12 @@ class Kubelet:
         state.restart_count += 1
         state.ready = ready
         return self.write()
+
+    def delete(self) -> None:
+        """The kubelet's final delete once the containers stopped (grace period 0)."""
+        self.client.call(
+            "DELETE", self.namespace.path(f"pods/{self.pod}"), {"gracePeriodSeconds": 0}
+        )
 
     def write(self) -> Json:
         body = self.status()

@@ -53,6 +53,10 @@ def events_for(namespace: Namespace, pod: str) -> dict[str, Json]:
     return {e["reason"]: e for e in namespace.events() if e["involvedObject"]["name"] == pod}
 
 
+def restarted_events(namespace: Namespace) -> int:
+    return sum(1 for e in namespace.events() if e["reason"] == "KeycloakRestarted")
+
+
 def failing_logged(sidecar: Sidecar, operation: str) -> bool:
     return any(
         r.get("msg") == "Kubernetes API call failing"
@@ -78,6 +82,15 @@ def test_peer_watch_sees_peers_and_follows_their_changes(
         "keycloak-0 sees keycloak-2 turn NotReady through its watch",
         lambda: peers_seen(first) == {"keycloak-1": True, "keycloak-2": False},
     )
+    # kubectl delete: a pod bound to a node only gets a deletionTimestamp ...
+    namespace.admin.call("DELETE", namespace.path("pods/keycloak-2"))
+    wait_until(
+        "keycloak-0 sees keycloak-2 terminating",
+        lambda: any(p["name"] == "keycloak-2" and p["terminating"] for p in first.kube()["peers"]),
+    )
+    # ... until its kubelet confirms with a delete of grace period 0
+    kubelets["keycloak-2"].delete()
+    wait_until("keycloak-2 gone for keycloak-0", lambda: peers_seen(first) == {"keycloak-1": True})
     assert all(s.api_errors("forbidden") == {} for s in sidecars), sidecar_report(sidecars)
 
 
@@ -314,11 +327,14 @@ def test_role_grants_exactly_what_the_sidecar_uses(
     first = sidecars[0]
     wait_until("peers", lambda: peers_seen(first) == {"keycloak-1": True})
     wait_until("gate", lambda: GATE in conditions(namespace, "keycloak-0"))
-    for _ in range(2):  # the second round updates the released Lease and patches Events
+    for round_number in (1, 2):  # round 2 updates the released Lease and patches Events
         first.write_log(LIQUIBASE_LINE)
         wait_until("slot taken", lambda: first.livez() == 503)
         kubelets["keycloak-0"].restart()
-        wait_until("re-armed", lambda: first.livez() == 200)
+        # the Event loop has seen the re-armed verdicts (Events follow what it observes)
+        wait_until(
+            "re-armed", lambda: first.livez() == 200 and restarted_events(namespace) == round_number
+        )
     wait_until(
         "Event aggregated",
         lambda: events_for(namespace, "keycloak-0")["KeycloakStartupFailed"].get("count") == 2,
