@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.clock import Clock
 from sidecar.core.health import Policy, TransitionTracker, Verdicts, evaluate
+from sidecar.core.heartbeat import Heartbeats
 from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
 from sidecar.log.pipeline import Pipeline
@@ -84,6 +85,8 @@ class Context:
     kube_api_errors: dict[tuple[str, str], int] = field(default_factory=dict)
     #: state changes and stop requests, for the loops that follow the verdicts
     changes: ChangeFeed = field(default_factory=ChangeFeed)
+    #: each eternal worker's last progress, for ``/healthz`` (the sidecar's own health)
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
     _cached: tuple[int, float, Verdicts] | None = field(default=None, repr=False)
 
     def verdicts(self) -> Verdicts:
@@ -102,6 +105,10 @@ class Context:
         verdicts = evaluate(self.state.snapshot(), now, self.policy)
         self._cached = (version, now, verdicts)
         return verdicts
+
+    def beat(self, worker: str) -> None:
+        """``worker`` made progress now (one loop round done)."""
+        self.heartbeats.beat(worker, self.clock.monotonic())
 
     def to_wall(self, moment: float | None) -> float | None:
         """A time on the monotonic axis as epoch seconds."""

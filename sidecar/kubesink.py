@@ -19,6 +19,7 @@ class CoreSink:
         self._changed = ctx.changes.subscribe()
 
     async def wait_for_change(self, timeout_seconds: float) -> None:
+        self._ctx.beat("kube-worker")  # called once per round of the kube verdict loop
         await wait_for_change(self._changed, timeout_seconds)
 
     def update_kube(self, facts: KubeFacts) -> None:

@@ -266,6 +266,13 @@ SPECS: tuple[Spec, ...] = (
         "info",
         "the sidecar's own log level (JSON lines on stderr)",
     ),
+    Spec(
+        "worker_stall_timeout_seconds",
+        _duration,
+        "45s",
+        "a worker without progress for this long fails /healthz (the sidecar's own liveness)",
+        "DURATION",
+    ),
     # --- Kubernetes
     Spec(
         "no_kubernetes",
@@ -360,6 +367,7 @@ class Settings:
     db_down_hold_seconds: float
     listen: tuple[str, int]
     log_level: str
+    worker_stall_timeout_seconds: float
     no_kubernetes: bool
     kubeconfig: str
     keycloak_container: str
@@ -441,6 +449,15 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     problems = []
     if values["probe_timeout_seconds"] > values["probe_interval_seconds"]:
         problems.append("--probe-timeout must not exceed --probe-interval")
+    longest_round_seconds = max(
+        values["probe_interval_seconds"] + values["probe_timeout_seconds"],
+        values["log_poll_interval_seconds"],
+    )
+    if values["worker_stall_timeout_seconds"] <= longest_round_seconds:
+        problems.append(
+            "--worker-stall-timeout must exceed a worker's longest healthy round"
+            " (--probe-interval + --probe-timeout, --log-poll-interval)"
+        )
     if values["probe_insecure_skip_verify"] and values["probe_ca_file"]:
         problems.append("--probe-ca-file and --probe-insecure-skip-verify exclude each other")
     if values["log_source"] == "kubernetes" and values["no_kubernetes"]:

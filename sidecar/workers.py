@@ -69,6 +69,7 @@ class Tailer:
         poll_seconds = self._ctx.settings.log_poll_interval_seconds
         since_yield = 0
         while not stop.is_set():
+            self._ctx.beat("tail-worker")
             chunk = self._source.poll(DEFAULT_POLL_MAX_BYTES)
             if chunk:
                 self._feed(chunk)
@@ -149,6 +150,7 @@ class Prober:
         settings = self._ctx.settings
         targets = settings.probe_targets()
         while not stop.is_set():
+            self._ctx.beat("probe-worker")
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(self._probe(session, name, url), name=f"probe-{name}")
@@ -193,6 +195,7 @@ async def verdict_worker(ctx: Context, stop: asyncio.Event, interval_seconds: fl
     an idle sidecar at one wake-up a second here (the cost of idling is its wake-ups)."""
     changed = ctx.changes.subscribe()
     while True:
+        ctx.beat("verdict-worker")
         observe_verdicts(ctx)
         if stop.is_set():
             return

@@ -531,7 +531,7 @@ async def test_no_response_contains_raw_log_text(harness: Harness, client: Clien
 
 
 async def test_unknown_paths_are_not_found(client: Client) -> None:
-    status, _ = await get_text(client, "/healthz")
+    status, _ = await get_text(client, "/health")
 
     assert status == 404
 
@@ -540,7 +540,10 @@ async def test_index_lists_the_endpoints(client: Client) -> None:
     status, text = await get_text(client, "/")
 
     listed = {line.split()[0] for line in text.splitlines() if line.startswith("/")}
-    assert (status, listed) == (200, {"/livez", "/readyz", "/startupz", "/metrics", "/status"})
+    assert (status, listed) == (
+        200,
+        {"/livez", "/readyz", "/startupz", "/healthz", "/metrics", "/status"},
+    )
 
 
 def test_rfc3339_has_milliseconds_and_z() -> None:
