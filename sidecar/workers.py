@@ -63,6 +63,7 @@ class Tailer:
         self._waiter = waiter
         self._recovered = recovered
         self._replayed_any = False
+        self._live_any = False
         self._was_present: bool | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -95,6 +96,11 @@ class Tailer:
         ctx = self._ctx
         now = ctx.clock.monotonic()
         if self._recovered.is_set():
+            if not (self._replayed_any or self._live_any):
+                # The log had nothing when the sidecar started (a native sidecar starts
+                # before Keycloak): the first boot began with its first line, not earlier.
+                ctx.state.log_time_started(now)
+            self._live_any = True
             ctx.pipeline.feed(chunk, now)
         else:
             if not self._replayed_any:
