@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
 from sidecar.clock import Clock
-from sidecar.core.health import Policy, TransitionTracker, Verdicts, evaluate
+from sidecar.core.health import Policy, Transition, TransitionTracker, Verdicts, evaluate
 from sidecar.core.heartbeat import Heartbeats
 from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
@@ -19,6 +19,8 @@ from sidecar.settings import Settings
 
 #: how long an evaluated verdict may be served again while the state is unchanged
 REUSE_SECONDS = 0.05
+#: transitions waiting to be logged; more between two rounds of the verdict worker are dropped
+TRANSITIONS_KEPT = 64
 
 
 class ChangeFeed:
@@ -39,15 +41,6 @@ class ChangeFeed:
     def notify(self) -> None:
         for event in self._events:
             event.set()
-
-
-async def wait_for_change(changed: asyncio.Event, timeout_seconds: float) -> None:
-    """Return at once if ``changed`` is set, else on its next setting or after the timeout;
-    leave it cleared either way."""
-    if not changed.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout_seconds)
-    changed.clear()
 
 
 class SourceStats(Protocol):
@@ -79,23 +72,29 @@ class Context:
     tracker: TransitionTracker
     housekeeper: Housekeeper
     source: SourceStats | None = None
-    #: extra facts for /status from workers (e.g. the Kubernetes side), by section name
-    status_extra: dict[str, object] = field(default_factory=dict)
     #: counts of Kubernetes API errors by (operation, code)
     kube_api_errors: dict[tuple[str, str], int] = field(default_factory=dict)
     #: state changes and stop requests, for the loops that follow the verdicts
     changes: ChangeFeed = field(default_factory=ChangeFeed)
+    #: verdict transitions the core step found, not yet logged (the verdict worker logs them)
+    transitions: deque[tuple[Transition, Verdicts]] = field(
+        default_factory=lambda: deque(maxlen=TRANSITIONS_KEPT)
+    )
     #: each eternal worker's last progress, for ``/healthz`` (the sidecar's own health)
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
     _cached: tuple[int, float, Verdicts] | None = field(default=None, repr=False)
 
     def verdicts(self) -> Verdicts:
-        """Evaluate now (pure, microseconds): what handlers and the collector call.
+        """The core step: evaluate at now (pure, microseconds), carry the membership
+        evidence forward in the state, and let the tracker see the verdicts.
 
-        A verdict is reused while the state is unchanged for at most
-        ``VERDICT_REUSE_SECONDS``: every log event, probe result or Kubernetes fact bumps
-        the state's version, so evidence is reflected at once; only the passing of time
-        (deadlines of minutes) is seen up to that late.
+        Every caller runs the same step: the ingest door and the other writers right after
+        each state change, handlers and the metrics collector when asked, the verdict
+        worker at least every second (deadlines pass without a change).  So no answer
+        depends on a worker having run.  A verdict is reused while the state is unchanged
+        for at most ``REUSE_SECONDS``: every log event, probe result or Kubernetes fact
+        bumps the state's version, so evidence is reflected at once; only the passing of
+        time (deadlines of minutes) is seen up to that late.
         """
         now = self.clock.monotonic()
         cached = self._cached
@@ -103,6 +102,10 @@ class Context:
         if cached is not None and cached[0] == version and 0 <= now - cached[1] < REUSE_SECONDS:
             return cached[2]
         verdicts = evaluate(self.state.snapshot(), now, self.policy)
+        self.state.carry_membership_evidence(verdicts.membership)
+        self.transitions.extend(
+            (change, verdicts) for change in self.tracker.observe(verdicts, now)
+        )
         self._cached = (version, now, verdicts)
         return verdicts
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sidecar.core.health import Policy
+from sidecar.core.redact import redacted_url
 
 
 class ConfigError(Exception):
@@ -98,7 +99,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 def _url_or_empty(text: str) -> str:
     text = text.strip().rstrip("/")
     if text and not re.match(r"^https?://[^/\s]+", text):
-        raise ValueError(f"not an http(s) URL: {text!r}")
+        raise ValueError(f"not an http(s) URL: {redacted_url(text)!r}")
     return text
 
 
@@ -173,7 +174,11 @@ SPECS: tuple[Spec, ...] = (
         "DURATION",
     ),
     Spec(
-        "rules_file", _str, "", "extra classification rules (JSON), validated at start-up", "PATH"
+        "rules_file",
+        _str,
+        "",
+        "extra classification rules (TOML or JSON), validated at start-up",
+        "PATH",
     ),
     # --- HTTP probing of Keycloak
     Spec(
@@ -259,6 +264,30 @@ SPECS: tuple[Spec, ...] = (
         "0.0.0.0:9095",
         "address of the sidecar's endpoints (must not collide with Keycloak's ports)",
         "HOST:PORT",
+    ),
+    Spec(
+        "http_idle_timeout_seconds",
+        _duration,
+        "5s",
+        "a connection to the endpoints with no request in progress (idle keep-alive, headers "
+        "never finished) is closed after this",
+        "DURATION",
+    ),
+    Spec(
+        "http_max_connections",
+        _positive_int,
+        "512",
+        "open connections to the endpoints at most; a new one closes the oldest idle one, so "
+        "the kubelet's probes always get in",
+        "COUNT",
+    ),
+    Spec(
+        "http_cache_seconds",
+        _duration,
+        "1s",
+        "/metrics and /status bodies are reused this long unless the state or the log input "
+        "changed (a scrape storm cannot starve the probes)",
+        "DURATION",
     ),
     Spec(
         "log_level",
@@ -366,6 +395,9 @@ class Settings:
     degraded_hold_seconds: float
     db_down_hold_seconds: float
     listen: tuple[str, int]
+    http_idle_timeout_seconds: float
+    http_max_connections: int
+    http_cache_seconds: float
     log_level: str
     worker_stall_timeout_seconds: float
     no_kubernetes: bool

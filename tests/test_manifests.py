@@ -536,3 +536,20 @@ def test_settings_parse_the_example_configuration(
     add_arguments(parser)
     settings = load_settings(vars(parser.parse_args(args)), env)
     assert settings.log_source == "file"
+
+
+def test_sidecar_port_is_not_open_to_every_namespace() -> None:
+    """Port 9095: Prometheus's namespace only, never an empty (any) selector (issue 15)."""
+    docs = list(yaml.safe_load_all((ROOT / "k8s/base/networkpolicy.yaml").read_text()))
+    policy = next(d for d in docs if d["metadata"]["name"] == "keycloak")
+    rules = [
+        rule
+        for rule in policy["spec"]["ingress"]
+        if any(port["port"] == SIDECAR_PORT for port in rule.get("ports", []))
+    ]
+    assert rules
+    for rule in rules:
+        assert rule.get("from"), "no 'from': open to everyone"
+        for peer in rule["from"]:
+            assert peer.get("namespaceSelector", {}).get("matchLabels"), peer
+            assert peer.get("podSelector", {}).get("matchLabels"), peer

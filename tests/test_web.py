@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from ci_tools import describe, run, tool
 from daemon_harness import (
+    ALONE_VIEW_LINE,
     BOOT_MARKER_LINE,
     LIQUIBASE_LINE,
     RAW_FRAGMENTS,
@@ -70,6 +71,22 @@ async def test_livez_passes_after_the_started_line(harness: Harness, client: Cli
     status, body = await get_json(client, "/livez")
 
     assert (status, body["status"], body["verdict"], body["reasons"]) == (200, "ok", "live", [])
+
+
+async def test_membership_loss_fails_livez_after_the_grace_with_no_worker_running(
+    harness: Harness, client: Client
+) -> None:
+    harness.write_log(STARTED_LINE, VIEW_LINE, ALONE_VIEW_LINE)
+    harness.kube(kube_facts(budget_enabled=False))  # a ready peer this replica cannot see
+    grace_seconds = harness.ctx.policy.membership_grace_seconds
+
+    harness.clock.advance(grace_seconds - 1)
+    before = await get_json(client, "/livez")
+    harness.clock.advance(1)
+    status, body = await get_json(client, "/livez")
+
+    assert before[0] == 200
+    assert (status, body["reasons"]) == (503, ["cluster_peers_missing"])
 
 
 async def test_livez_fails_on_the_liquibase_line(harness: Harness, client: Client) -> None:
@@ -370,6 +387,20 @@ async def test_status_reports_the_cluster_view(harness: Harness, client: Client)
     )
 
 
+async def test_status_shows_member_names_only_as_parsed(harness: Harness, client: Client) -> None:
+    """Raw log text between a view's brackets never reaches /status."""
+    harness.clock.advance(2.0)
+    harness.write_log(
+        VIEW_LINE.replace("keycloak-controller-zorqg/keycloak", "s3cret user admin")
+    )
+
+    _, text = await get_text(client, "/status")
+
+    view = json.loads(text)["cluster"]["view"]
+    assert view["members"] == ["keycloak-controller-559a8/keycloak", "(unrecognised)"]
+    assert "s3cret" not in text
+
+
 async def test_status_reports_the_probes(tmp_path: Path) -> None:
     made = make_harness(tmp_path, probe_targets=("live", "ready"))
     made.probe("live")
@@ -481,33 +512,6 @@ async def test_status_hides_credentials_in_the_keycloak_url(tmp_path: Path) -> N
     )
 
 
-async def test_status_includes_extra_sections(harness: Harness, client: Client) -> None:
-    harness.ctx.status_extra["kubernetes_worker"] = {"watch": "running", "relists": 2}
-
-    _, body = await get_json(client, "/status")
-
-    assert body["kubernetes_worker"] == {"watch": "running", "relists": 2}
-
-
-async def test_status_renders_dataclasses_and_sets_in_extra_sections(
-    harness: Harness, client: Client
-) -> None:
-    harness.ctx.status_extra["peer"] = kube_facts().peers[0]
-    harness.ctx.status_extra["channels"] = {"tcp", "ee"}
-
-    _, body = await get_json(client, "/status")
-
-    assert (body["peer"]["name"], body["channels"]) == ("keycloak-controller-zorqg", ["ee", "tcp"])
-
-
-async def test_status_extra_cannot_replace_a_core_section(harness: Harness, client: Client) -> None:
-    harness.ctx.status_extra["boot"] = "overridden"
-
-    _, body = await get_json(client, "/status")
-
-    assert body["boot"]["cause"] == "initial"
-
-
 async def test_status_times_are_rfc3339_with_milliseconds(client: Client) -> None:
     _, body = await get_json(client, "/status")
 
@@ -570,3 +574,44 @@ def _without_process(text: str) -> str:
     return "\n".join(
         line for line in text.splitlines() if "process_" not in line and "python_gc" not in line
     )
+
+
+class _CountingCollector:
+    """A registry member that counts how often /metrics renders."""
+
+    def __init__(self) -> None:
+        self.collections = 0
+
+    def collect(self) -> list[Any]:
+        self.collections += 1
+        return []
+
+
+async def test_metrics_storm_renders_once_while_nothing_changes(
+    harness: Harness, client: Client
+) -> None:
+    """300 concurrent scrapes cost one rendering: the probes are not starved (issue 15)."""
+    counter = _CountingCollector()
+    harness.ctx.registry.register(counter)  # type: ignore[arg-type]
+    registered = counter.collections  # the registry describes it once
+
+    answers = await asyncio.gather(*(get_text(client, "/metrics") for _ in range(300)))
+
+    assert {status for status, _ in answers} == {200}
+    assert len({text for _, text in answers}) == 1
+    assert counter.collections - registered == 1
+    harness.clock.advance(1.0)  # --http-cache 1s: then rendered afresh
+    await get_text(client, "/metrics")
+    assert counter.collections - registered == 2
+
+
+async def test_metrics_are_rendered_afresh_when_the_log_moves(
+    harness: Harness, client: Client
+) -> None:
+    counter = _CountingCollector()
+    harness.ctx.registry.register(counter)  # type: ignore[arg-type]
+    registered = counter.collections
+    await get_text(client, "/metrics")
+    harness.write_log(VIEW_LINE)
+    await get_text(client, "/metrics")
+    assert counter.collections - registered == 2

@@ -17,9 +17,8 @@ Rules that make it trustworthy:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
-from sidecar.core.events import DATABASE_FATAL_REASONS
 from sidecar.core.membership import MembershipAssessment, assess_membership
 from sidecar.core.state import HealthSnapshot, ProbeSnapshot
 
@@ -39,6 +38,7 @@ REASONS: tuple[str, ...] = (
     "kill_deferred",
 )
 _GENERIC_FATAL = frozenset({"failed_to_start"})
+_NO_BOOT_SEEN = "no boot seen in this log"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,7 @@ class Check:
 
     name: str
     ok: bool
+    _: KW_ONLY
     reason: str = ""
     since: float | None = None
     detail: str = ""
@@ -87,6 +88,8 @@ class Verdicts:
     startup_probe: Verdict
     #: reason a restart is wanted ("" when none); the Kubernetes side takes a slot for it
     kill_wanted: str
+    #: a restart is wanted but no kill-budget slot is held: ``live`` stays true for now
+    kill_deferred: bool
     membership: MembershipAssessment | None
     db_down: bool
 
@@ -102,7 +105,7 @@ def evaluate(snap: HealthSnapshot, now: float, policy: Policy) -> Verdicts:
     live_checks = (
         kill_checks
         if not deferred
-        else tuple(Check(c.name, True, "", None, c.detail) for c in kill_checks)
+        else tuple(Check(c.name, True, detail=c.detail) for c in kill_checks)
     )
     live = Verdict(all(c.ok for c in live_checks), live_checks)
     ready_checks = (
@@ -116,27 +119,49 @@ def evaluate(snap: HealthSnapshot, now: float, policy: Policy) -> Verdicts:
             Check(
                 "kill_budget",
                 False,
-                "kill_deferred",
-                now,
-                f"waiting for a slot to restart: {kill_wanted}",
+                reason="kill_deferred",
+                since=now,
+                detail=f"waiting for a slot to restart: {kill_wanted}",
             ),
         )
     ready = Verdict(all(c.ok for c in ready_checks), ready_checks)
     started = Verdict(started_check.ok, (started_check,))
-    phase_over = started_check.ok or not live.ok
-    startup_probe = Verdict(
-        phase_over,
-        (
-            Check(
-                "startup_phase",
-                phase_over,
-                "" if phase_over else "not_started",
-                None if phase_over else snap.boot_started_at,
-                "started" if started_check.ok else ("failed" if not live.ok else "starting"),
-            ),
-        ),
+    startup_probe = _startup_probe(snap, started_check.ok, live.ok, now, policy)
+    return Verdicts(
+        started=started,
+        live=live,
+        ready=ready,
+        startup_probe=startup_probe,
+        kill_wanted=kill_wanted,
+        kill_deferred=deferred,
+        membership=membership,
+        db_down=db_down,
     )
-    return Verdicts(started, live, ready, startup_probe, kill_wanted, membership, db_down)
+
+
+def _startup_probe(
+    snap: HealthSnapshot, started: bool, live: bool, now: float, policy: Policy
+) -> Verdict:
+    """The startup phase is over once started, failed, or (no boot ever seen) past the
+    deadline: a boot the sidecar never saw must not end in the startup probe's kill either."""
+    unseen_over = not snap.boot_seen and now >= (
+        snap.boot_started_at + policy.startup_deadline_seconds
+    )
+    over = started or not live or unseen_over
+    if started:
+        detail = "started"
+    elif not live:
+        detail = "failed"
+    else:
+        detail = _NO_BOOT_SEEN if unseen_over else "starting"
+    check = Check(
+        "startup_phase",
+        over,
+        reason="" if over else "not_started",
+        since=None if over else snap.boot_started_at,
+        detail=detail,
+    )
+    return Verdict(over, (check,))
 
 
 def _started(snap: HealthSnapshot) -> Check:
@@ -145,7 +170,7 @@ def _started(snap: HealthSnapshot) -> Check:
     probe = snap.probes.get("started")
     if probe is not None and probe.ok_in_boot:
         return Check("started", True, detail="http")
-    return Check("started", False, "not_started", snap.boot_started_at)
+    return Check("started", False, reason="not_started", since=snap.boot_started_at)
 
 
 def _db_down(snap: HealthSnapshot, now: float, policy: Policy) -> bool:
@@ -172,32 +197,45 @@ def _kill_checks(
     if membership is not None and membership.kill_wanted:
         checks.append(
             Check(
-                "cluster_membership", False, membership.reason, membership.since, membership.detail
+                "cluster_membership",
+                False,
+                reason=membership.reason,
+                since=membership.since,
+                detail=membership.detail,
             )
         )
     return tuple(checks)
 
 
 def _fatal_check(snap: HealthSnapshot) -> Check:
-    reasons = set(snap.fatal_reasons)
-    if snap.fatal_at is None or not reasons - DATABASE_FATAL_REASONS:
+    if snap.fatal_at is None:
         return Check("startup", True)
-    if reasons & DATABASE_FATAL_REASONS and not reasons - DATABASE_FATAL_REASONS - _GENERIC_FATAL:
-        # "Failed to start server" caused by an unreachable database: a restart cannot help
-        return Check("startup", True, detail="database unreachable at startup")
-    specific = [
-        r for r in snap.fatal_reasons if r not in _GENERIC_FATAL and r not in DATABASE_FATAL_REASONS
-    ]
+    specific = [r for r in snap.fatal_reasons if r not in _GENERIC_FATAL]
+    if not specific and _db_unavailable_in_boot(snap):
+        # "Failed to start server" because the database cannot be used: a restart cannot help
+        return Check("startup", True, detail="database unavailable at startup")
     return Check(
-        "startup", False, "startup_fatal", snap.fatal_at, (specific or list(snap.fatal_reasons))[0]
+        "startup",
+        False,
+        reason="startup_fatal",
+        since=snap.fatal_at,
+        detail=(specific or ["failed_to_start"])[0],
     )
+
+
+def _db_unavailable_in_boot(snap: HealthSnapshot) -> bool:
+    return snap.db_error_at is not None and snap.db_error_at >= snap.boot_started_at
 
 
 def _runtime_check(snap: HealthSnapshot) -> Check:
     if snap.runtime_fatal_at is None:
         return Check("runtime", True)
     return Check(
-        "runtime", False, "runtime_fatal", snap.runtime_fatal_at, snap.runtime_fatal_reason
+        "runtime",
+        False,
+        reason="runtime_fatal",
+        since=snap.runtime_fatal_at,
+        detail=snap.runtime_fatal_reason,
     )
 
 
@@ -213,6 +251,10 @@ def _hung_check(snap: HealthSnapshot, started: bool, now: float, policy: Policy)
     initializing = _initializing_since(snap)
     if started and initializing is None:
         return Check("bootstrap", True)
+    if initializing is None and not snap.boot_seen:
+        # the log began after the boot (rotated, or the sidecar started beside a running
+        # Keycloak): "no boot seen" is not "boot hung"; readiness says not_started instead
+        return Check("bootstrap", True, detail=_NO_BOOT_SEEN)
     if now < deadline_at or now < silent_at:
         return Check("bootstrap", True)
     detail = (
@@ -220,7 +262,9 @@ def _hung_check(snap: HealthSnapshot, started: bool, now: float, policy: Policy)
         if started
         else "no 'started' line and no progress"
     )
-    return Check("bootstrap", False, "startup_hung", max(deadline_at, silent_at), detail)
+    return Check(
+        "bootstrap", False, reason="startup_hung", since=max(deadline_at, silent_at), detail=detail
+    )
 
 
 def _initializing_since(snap: HealthSnapshot) -> float | None:
@@ -243,9 +287,9 @@ def _live_endpoint_check(snap: HealthSnapshot, started: bool, now: float, policy
     return Check(
         "keycloak_live_endpoint",
         False,
-        "liveness_probe_failing",
-        probe.positive_failing_since + policy.liveness_grace_seconds,
-        probe.error,
+        reason="liveness_probe_failing",
+        since=probe.positive_failing_since + policy.liveness_grace_seconds,
+        detail=probe.error,
     )
 
 
@@ -256,7 +300,6 @@ def _membership(
         return None
     return assess_membership(
         view=snap.view,
-        view_since=snap.view_since,
         facts=snap.kube,
         started=started,
         db_down=db_down,
@@ -280,20 +323,30 @@ def _ready_checks(
 ) -> tuple[Check, ...]:
     checks = [_ready_endpoint_check(snap.probes.get("ready"))]
     if snap.shutdown_at is not None:
-        checks.append(Check("shutdown", False, "shutting_down", snap.shutdown_at))
+        checks.append(Check("shutdown", False, reason="shutting_down", since=snap.shutdown_at))
     degraded = (
         snap.degraded_at is not None and now - snap.degraded_at <= policy.degraded_hold_seconds
     )
     if degraded:
         checks.append(
-            Check("cluster", False, "cluster_degraded", snap.degraded_at, snap.degraded_reason)
+            Check(
+                "cluster",
+                False,
+                reason="cluster_degraded",
+                since=snap.degraded_at,
+                detail=snap.degraded_reason,
+            )
         )
     if db_down:
-        checks.append(Check("database", False, "db_unavailable", snap.db_error_at))
+        checks.append(Check("database", False, reason="db_unavailable", since=snap.db_error_at))
     if membership is not None and not membership.ok and not membership.kill_wanted:
         checks.append(
             Check(
-                "cluster_membership", False, membership.reason, membership.since, membership.detail
+                "cluster_membership",
+                False,
+                reason=membership.reason,
+                since=membership.since,
+                detail=membership.detail,
             )
         )
     return tuple(checks)
@@ -304,16 +357,19 @@ def _ready_endpoint_check(probe: ProbeSnapshot | None) -> Check:
         return Check("keycloak_ready_endpoint", True, detail="not probed")
     if probe.ok is None:
         return Check(
-            "keycloak_ready_endpoint", False, "readiness_probe_failing", None, "no result yet"
+            "keycloak_ready_endpoint",
+            False,
+            reason="readiness_probe_failing",
+            detail="no result yet",
         )
     if probe.ok:
         return Check("keycloak_ready_endpoint", True)
     return Check(
         "keycloak_ready_endpoint",
         False,
-        "readiness_probe_failing",
-        probe.failing_since,
-        probe.error,
+        reason="readiness_probe_failing",
+        since=probe.failing_since,
+        detail=probe.error,
     )
 
 

@@ -33,13 +33,15 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from yarl import URL
 
 from sidecar import __version__
 from sidecar.context import Context
+from sidecar.core.events import ClusterView
 from sidecar.core.health import Check, Verdict, Verdicts
 from sidecar.core.membership import KubeFacts, MembershipAssessment
+from sidecar.core.redact import redacted_url, shown_member
 from sidecar.core.state import ProbeTrack
+from sidecar.http.server import cache_hook
 
 CONTEXT_KEY: Final = web.AppKey("context", Context)
 
@@ -105,8 +107,9 @@ def create_app(ctx: Context) -> web.Application:
     for path, endpoint in _ENDPOINTS.items():
         app.router.add_get(path, partial(_verdict, endpoint))
     app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/metrics", metrics_handler(ctx.registry))
-    app.router.add_get("/status", _status)
+    cache = cache_hook(ctx, ctx.settings.http_cache_seconds)
+    app.router.add_get("/metrics", cache(metrics_handler(ctx.registry)))
+    app.router.add_get("/status", cache(_status))
     return app
 
 
@@ -166,7 +169,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _status(request: web.Request) -> web.Response:
-    return web.json_response(status_document(request.app[CONTEXT_KEY]), dumps=_dumps)
+    return web.json_response(status_document(request.app[CONTEXT_KEY]))
 
 
 # --- rendering (pure functions of the context) -----------------------------------------------
@@ -238,7 +241,7 @@ def healthz_document(ctx: Context) -> dict[str, Any]:
 
 
 def status_document(ctx: Context) -> dict[str, Any]:
-    """The ``/status`` body.  Sections from ``ctx.status_extra`` never replace these."""
+    """The ``/status`` body."""
     verdicts = ctx.verdicts()
     state = ctx.state
     document: dict[str, Any] = {
@@ -260,6 +263,7 @@ def status_document(ctx: Context) -> dict[str, Any]:
         "log": _log_json(ctx),
         "events_total": dict(sorted(state.events_total.items())),
         "startup_fatal_total": dict(sorted(state.startup_fatal_total.items())),
+        "db_unavailable_total": dict(sorted(state.db_unavailable_total.items())),
         "boots_total": state.boots_total,
         "recent_boots": [
             {"number": number, "cause": cause, "started_at": _wall(ctx, started_at)}
@@ -267,8 +271,6 @@ def status_document(ctx: Context) -> dict[str, Any]:
         ],
         "settings": _settings_json(ctx),
     }
-    for section, value in ctx.status_extra.items():
-        document.setdefault(section, value)
     return document
 
 
@@ -294,11 +296,20 @@ def _cluster_json(ctx: Context) -> dict[str, Any]:
     state = ctx.state
     view = state.view
     return {
-        "view": None if view is None else dataclasses.asdict(view),
+        "view": None if view is None else _view_json(view),
         "view_since": _wall(ctx, state.view_since),
         "degraded_at": _wall(ctx, state.degraded_at),
         "degraded_reason": state.degraded_reason,
         "db_error_at": _wall(ctx, state.db_error_at),
+    }
+
+
+def _view_json(view: ClusterView) -> dict[str, Any]:
+    """Member names only as the member-name parser reads them: never raw log text."""
+    return {
+        **dataclasses.asdict(view),
+        "coordinator": shown_member(view.coordinator),
+        "members": [shown_member(member) for member in view.members],
     }
 
 
@@ -365,7 +376,7 @@ def _settings_json(ctx: Context) -> dict[str, Any]:
     return {
         "log_source": settings.log_source,
         "log_file": settings.log_file,
-        "keycloak_url": _without_credentials(settings.keycloak_url),
+        "keycloak_url": redacted_url(settings.keycloak_url),
         "probe_targets": sorted(settings.probe_targets()),
         "probe_interval_seconds": settings.probe_interval_seconds,
         "probe_timeout_seconds": settings.probe_timeout_seconds,
@@ -379,23 +390,3 @@ def _settings_json(ctx: Context) -> dict[str, Any]:
         "readiness_gate_condition": settings.readiness_gate_condition,
         "emit_events": settings.emit_events,
     }
-
-
-def _without_credentials(url: str) -> str:
-    if not url:
-        return url
-    parsed = URL(url)
-    return str(parsed.with_user(None)) if parsed.user or parsed.password else url
-
-
-def _dumps(document: Any) -> str:
-    """JSON that tolerates dataclasses and other values in ``status_extra``."""
-    return json.dumps(document, default=_json_default)
-
-
-def _json_default(value: object) -> object:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    return str(value)
