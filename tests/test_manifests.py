@@ -347,8 +347,9 @@ def test_startup_budget_covers_the_sidecar_deadline_and_the_lock_wait(
     deadline_seconds = parse_duration(flag_value(sidecar["args"], "--startup-deadline", "20m"))
     assert budget_seconds > deadline_seconds > KEYCLOAK_DB_LOCK_WAIT_SECONDS
     # The sidecar's own probes must not follow Keycloak's verdict: /healthz is its own.
-    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+    for kind in ("startupProbe", "livenessProbe"):
         assert sidecar[kind]["httpGet"]["path"] == "/healthz"
+    assert "readinessProbe" not in sidecar, "Keycloak's /readyz covers a silent sidecar"
     assert_native_sidecar(pod)
 
 

@@ -41,8 +41,12 @@ from sidecar.settings import SPECS, parse_duration
 FAKE_KEYCLOAK = Path(__file__).with_name("fake_keycloak.py")
 MIN_SIDECAR_PROBE_SECONDS = 0.5
 MIN_SIDECAR_STALL_SECONDS = 5.0
-#: durations left alone: a poll fallback, not policy (inotify wakes the sidecar at once)
-UNSCALED = frozenset({"log_poll_interval_seconds"})
+#: durations left alone: a poll fallback, not policy (inotify wakes the sidecar at once),
+#: and the port's guards, which bound real latency and real load (an idle timeout of 5 s
+#: scaled to 0.17 s closes the probes' connections before a loaded machine sends them)
+UNSCALED = frozenset(
+    {"log_poll_interval_seconds", "http_idle_timeout_seconds", "http_cache_seconds"}
+)
 POLL_SECONDS = 0.05
 
 Script = dict[str, Any]

@@ -17,8 +17,9 @@ Semantics kept from the kubelet (pkg/kubelet/prober and kuberuntime):
 * The startup probe runs alone until it succeeds once; liveness and readiness start only
   then.  ``failureThreshold`` consecutive startup or liveness failures restart the container
   (SIGTERM, SIGKILL after ``terminationGracePeriodSeconds``).
-* Readiness starts false; ``successThreshold`` consecutive successes make the container
-  ready, ``failureThreshold`` consecutive failures unready.  A restarted container is
+* Readiness starts false; without a readiness probe a container is ready once started;
+  ``successThreshold`` consecutive successes make the container ready,
+  ``failureThreshold`` consecutive failures unready.  A restarted container is
   unready until its probes say otherwise.  The pod is Ready when every container is.
 * A container that exits is restarted (restartPolicy Always).  Restart back-off: the
   first restart is immediate, then 10 s, 20 s, 40 s ... capped at 300 s after the previous
@@ -178,6 +179,13 @@ class ContainerRunner:
         self.pod.pgids.add(self.process.pid)
         self.note("start", f"restartCount={self.restart_count} pid={self.process.pid}")
         await self._wait_serving()
+        if self.started:
+            self._ready_without_probe()
+
+    def _ready_without_probe(self) -> None:
+        """A container without a readiness probe is ready once started (the kubelet)."""
+        if not any(p.kind == "readiness" for p in self.spec.probes):
+            self._set_ready(True)
 
     async def _wait_serving(self) -> None:
         """Start-up compensation: wait (real time) until the probed ports accept.
@@ -320,6 +328,7 @@ class ContainerRunner:
     def _apply(self, probe: Probe, state: ProbeState, ok: bool) -> None:
         if probe.kind == "startup" and ok:
             self.started = True
+            self._ready_without_probe()
         elif probe.kind in ("startup", "liveness") and state.failures >= probe.failure_threshold:
             self.request_kill(f"{probe.kind} probe failed {state.failures}x")
         elif probe.kind == "readiness":
