@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.clock import Clock
 from sidecar.core.health import Policy, Transition, TransitionTracker, Verdicts, evaluate
+from sidecar.core.heartbeat import Heartbeats
 from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
 from sidecar.log.pipeline import Pipeline
@@ -83,6 +84,8 @@ class Context:
     transitions: deque[tuple[Transition, Verdicts]] = field(
         default_factory=lambda: deque(maxlen=TRANSITIONS_KEPT)
     )
+    #: each eternal worker's last progress, for ``/healthz`` (the sidecar's own health)
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
     _cached: tuple[int, float, Verdicts] | None = field(default=None, repr=False)
     _walls: dict[float, float] = field(default_factory=dict, repr=False)
 
@@ -113,6 +116,10 @@ class Context:
             self.changes.notify()
         self._cached = (version, now, verdicts)
         return verdicts
+
+    def beat(self, worker: str) -> None:
+        """``worker`` made progress now (one loop round done)."""
+        self.heartbeats.beat(worker, self.clock.monotonic())
 
     def to_wall(self, moment: float | None) -> float | None:
         """A time on the monotonic axis as epoch seconds, converted once per moment, so

@@ -23,6 +23,7 @@ class CoreSink:
         self._changed = ctx.changes.subscribe()
 
     async def wait_for_change(self, timeout_seconds: float) -> None:
+        self._ctx.beat("kube-worker")  # called once per round of the kube verdict loop
         await sleep_until(self._changed, timeout_seconds, clear=True)
 
     def update_kube(self, facts: KubeFacts) -> None:
