@@ -30,6 +30,19 @@ EXPECTED_EVENT = {
     "cluster_degraded": "cluster_degraded",
 }
 ALARMING = {"startup_fatal", "runtime_fatal", "cluster_degraded", "shutdown", "db_unavailable"}
+#: Shared-corpus records labelled before issue 11 made the vocabulary honest: each says the
+#: database cannot be used (so: a ``db_unavailable`` event, never fatal, never a kill).  The
+#: labels in ../shared stay as they are; these ids are read under the new contract.
+DATABASE_RELABELLED = {
+    "kc-092": "Failed to obtain JDBC connection (the excerpt holds no cause)",
+    "kc-093": "Agroal: connection refused at boot",
+    "kc-129": "IronJacamar IJ031084: unable to create connection",
+    "kc-130": "IronJacamar IJ031084: unable to create connection",
+    "kc-133": "IronJacamar IJ031084: unable to create connection",
+    "kc-134": "IronJacamar IJ031084: unable to create connection",
+    "kc-226": "IronJacamar IJ000470: the datasource was shut down",
+    "kc-284": "the changelog lock cannot be released: the connection is gone (IJ031040)",
+}
 
 
 def run(text: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -48,6 +61,10 @@ def test_corpus_entry(entry: dict[str, Any]) -> None:
     events, verdict = run(entry["text"])
     kinds = [e["event"] for e in events]
     label = entry["label"]
+    if entry["id"] in DATABASE_RELABELLED:
+        assert "db_unavailable" in kinds and not {"startup_fatal", "runtime_fatal"} & set(kinds)
+        assert verdict["live"] is True
+        return
     if label in ("benign_error", "cluster_other"):
         assert not set(kinds) & ALARMING, f"{label} line raised {kinds}"
         assert verdict["live"] is True
@@ -79,7 +96,7 @@ def test_db_unreachable_at_startup_never_kills() -> None:
     """A database that is down is not Keycloak's fault: ready false, live true."""
     entry = next(e for e in CORPUS if e["id"] == "kc-093")
     events, verdict = run(entry["text"])
-    assert [e["reason"] for e in events] == ["db_unreachable"]
+    assert [(e["event"], e["reason"]) for e in events] == [("db_unavailable", "refused")]
     assert verdict == {"started": False, "live": True, "ready": False,
                        "reasons": ["not_started", "db_unavailable"]}
 
@@ -174,7 +191,7 @@ def test_database_causes_of_a_failed_start_never_kill(cause: str) -> None:
               "ExecutionExceptionHandler] (main) ")
     events, verdict = run(f"{prefix}ERROR: Failed to start server in (production) mode\n"
                           f"{prefix}{cause}")
-    assert [e["reason"] for e in events] == ["failed_to_start", "db_unreachable"]
+    assert [e["reason"] for e in events] == ["failed_to_start", "refused"]
     assert verdict["live"] is True
 
 

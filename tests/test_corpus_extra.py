@@ -26,142 +26,9 @@ DOWN_REASONS = {"db_unreachable", "unreachable", "refused", "timeout"}
 DATABASE_LABELS = ("db_unavailable", "db_error")
 
 #: record id -> what the classifier gets wrong today (remove the entry once it is right)
-KNOWN_MISSES: dict[str, str] = {
-    "cl-001": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "cl-002": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "cl-007": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "cl-011": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "cl-014": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "cl-015": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "cl-026": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "cl-036": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "cl-037": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "cl-039": "cluster_degraded: want the event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-001": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'failed_to_start'} {'started': False, 'live': False, 'ready': False}",
-    "db-004": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
-    "db-005": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-006": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
-    "db-007": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-008": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-009": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
-    "db-011": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-012": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-013": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
-    "db-014": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-015": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-016": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-018": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-019": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
-    "db-020": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
-    "db-021": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-022": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_lock'} {'started': False, 'live': False, 'ready': False}",
-    "db-023": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-024": "db_error: want no fatal event and live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
-    "db-025": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-026": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-027": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-029": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-030": "db_config: want reported, not as 'database down'; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "db-031": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'db_unreachable'} {'started': False, 'live': True, 'ready': False}",
-    "db-032": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'failed_to_start'} {'started': False, 'live': False, 'ready': False}",
-    "db-033": "db_unavailable: want a db_unavailable event, no fatal, live; got ['startup_fatal'] {'failed_to_start'} {'started': False, 'live': False, 'ready': False}",
-    "db-034": "db_error: want no fatal event and live; got ['startup_fatal'] {'db_lock'} {'started': False, 'live': False, 'ready': False}",
-    "db-037": "db_unavailable: want a db_unavailable event, no fatal, live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-004": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-005": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-008": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-009": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-010": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-011": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-012": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-013": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-014": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-015": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-017": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "fa-027": "startup_failed_fatal: want a fatal with a reason, not live; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-004": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-005": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-006": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-007": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-009": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-010": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-012": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-016": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-018": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-019": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-020": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "sd-021": "shutdown: want a shutdown event, no fatal; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "wr-001": "startup_complete: want the completion, started; got [] set() {'started': False, 'live': True, 'ready': False}",
-    "wr-005": "startup_progress: want progress, nothing alarming; got ['startup_fatal'] {'liquibase'} {'started': False, 'live': False, 'ready': False}",
-}
+KNOWN_MISSES: dict[str, str] = {}
 #: (record id, layout) -> why that database record still fails liveness in that layout
-KNOWN_KILLS: dict[tuple[str, str], str] = {
-    (
-        "db-001",
-        "as-printed",
-    ): "db_unavailable record fails liveness (as-printed): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-001",
-        "kubectl",
-    ): "db_unavailable record fails liveness (kubectl): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-001",
-        "json",
-    ): "db_unavailable record fails liveness (json): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-001",
-        "kubectl-json",
-    ): "db_unavailable record fails liveness (kubectl-json): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-022",
-        "as-printed",
-    ): "db_unavailable record fails liveness (as-printed): got ['startup_fatal'] ['db_lock']",
-    (
-        "db-032",
-        "as-printed",
-    ): "db_unavailable record fails liveness (as-printed): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-032",
-        "kubectl",
-    ): "db_unavailable record fails liveness (kubectl): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-032",
-        "json",
-    ): "db_unavailable record fails liveness (json): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-032",
-        "kubectl-json",
-    ): "db_unavailable record fails liveness (kubectl-json): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-033",
-        "as-printed",
-    ): "db_unavailable record fails liveness (as-printed): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-033",
-        "kubectl",
-    ): "db_unavailable record fails liveness (kubectl): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-033",
-        "json",
-    ): "db_unavailable record fails liveness (json): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-033",
-        "kubectl-json",
-    ): "db_unavailable record fails liveness (kubectl-json): got ['startup_fatal'] ['failed_to_start']",
-    (
-        "db-034",
-        "as-printed",
-    ): "db_error record fails liveness (as-printed): got ['startup_fatal'] ['db_lock']",
-    (
-        "db-034",
-        "kubectl",
-    ): "db_error record fails liveness (kubectl): got ['startup_fatal'] ['db_lock']",
-    ("db-034", "json"): "db_error record fails liveness (json): got ['startup_fatal'] ['db_lock']",
-    (
-        "db-034",
-        "kubectl-json",
-    ): "db_error record fails liveness (kubectl-json): got ['startup_fatal'] ['db_lock']",
-}
+KNOWN_KILLS: dict[tuple[str, str], str] = {}
 
 
 def _kinds(events: Events) -> list[str]:
@@ -346,15 +213,7 @@ def test_every_record_is_complete_and_sourced() -> None:
 # --- boot stories: several records in order, with the conclusions expected of them ----------
 STORIES = load_stories()
 #: story name -> what the pipeline still concludes wrong (remove the entry once it is right)
-KNOWN_STORY_MISSES: dict[str, str] = {
-    "jgroups-fd-all3-partition-debug": "cluster_degraded: want True, got False (events [])",
-    "quarkus-build-thread-uncaught": "fatal: want True, got False (events [])",
-    "quarkus-db-acquisition-timeout-at-start": "db_unavailable: want True, got False (events ['startup_fatal', 'startup_fatal', 'startup_fatal'])",
-    "quarkus-no-suitable-driver": "no_down_reasons: want True, got False (events ['startup_fatal', 'startup_fatal'])",
-    "quarkus-preview-wrapped-completion": "started: want True, got False (events ['boot', 'startup_progress', 'startup_progress', 'startup_progress'])",
-    "quarkus-runtime-db-refused": "fatal: want False, got True; db_unavailable: want True, got False (events ['startup_fatal', 'startup_fatal'])",
-    "wildfly-entrypoint-cli-batch-failed": "fatal: want True, got False; live: want False, got True (events ['startup_complete'])",
-}
+KNOWN_STORY_MISSES: dict[str, str] = {}
 
 
 def story_problems(expect: dict[str, Any], events: Events, verdict: Verdict) -> list[str]:

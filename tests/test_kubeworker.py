@@ -462,3 +462,18 @@ async def test_without_api_configuration_facts_say_so(tmp_path: Path) -> None:
         False,
     )
     assert not core.current_verdicts().live
+
+
+def test_database_events_say_not_ready_and_no_restart() -> None:
+    """db_unavailable is a readiness matter: an Event when it begins and when it ends."""
+    from sidecar.kube.notices import verdict_notes
+    from sidecar.kube.world import VerdictView
+
+    up = VerdictView(started=True, live=True, ready=True, kill_wanted=False)
+    down = VerdictView(started=True, live=True, ready=False, kill_wanted=False,
+                       ready_reason="db_unavailable", db_unavailable=True)
+    began = verdict_notes(up, down)
+    assert [(n.reason, n.type) for n in began] == [("KeycloakDatabaseUnavailable", "Warning")]
+    assert "no restart" in began[0].message
+    assert [n.reason for n in verdict_notes(down, down)] == []
+    assert [n.reason for n in verdict_notes(down, up)] == ["KeycloakDatabaseAvailable"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from corpus import load_corpus
+from corpus_extra import load_extra
 
 from sidecar.core.events import STARTUP_ONLY_REASONS, EventKind, LogEvent
 from sidecar.core.state import MonitorState
@@ -164,7 +165,9 @@ def test_analyze_json_on_the_context_story(tmp_path: Path) -> None:
             "live": False,
             "ready": False,
             "reasons": ["startup_fatal", "not_started"],
-        }
+        },
+        "lines_truncated": 0,
+        "records_truncated": 0,
     }
     assert "column" not in result.stdout  # no raw log text
 
@@ -193,6 +196,71 @@ def test_analyze_unusable_input_exits_2(tmp_path: Path, make: object, message: s
     result = run_cli("analyze", str(target))
     assert result.returncode == 2
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "\n".join(f'127.0.0.1 - - [06/Dec/2026:02:{i % 60:02d}:00 +0000] "GET /x HTTP/1.1" 200 5'
+                  for i in range(300)),
+        "\n".join(f"Dec  6 02:{i % 60:02d}:00 host sshd[42]: Accepted publickey for root"
+                  for i in range(300)),
+        bytes(range(32, 256)).decode("latin-1") * 20,
+    ],
+    ids=["nginx-access-log", "syslog", "random-text"],
+)
+def test_analyze_says_when_nothing_is_keycloak(tmp_path: Path, content: str) -> None:
+    log = tmp_path / "other.log"
+    log.write_bytes(content.encode("utf-8", "surrogateescape"))
+    result = run_cli("analyze", str(log))
+    assert result.returncode == 2
+    lines = content.count("\n") + 1
+    assert f"no Keycloak records recognised in {lines} lines" in result.stderr
+
+
+def test_analyze_random_bytes_exit_2(tmp_path: Path) -> None:
+    import random
+
+    log = tmp_path / "noise.bin"
+    log.write_bytes(random.Random(11).randbytes(200_000))
+    result = run_cli("analyze", str(log), "--quiet")
+    assert result.returncode == 2
+    assert "binary" in result.stderr or "no Keycloak records recognised" in result.stderr
+
+
+def test_analyze_keycloak_log_without_events_is_recognised(tmp_path: Path) -> None:
+    log = tmp_path / "kc.log"
+    log.write_text(f"{INFO}\n" * 3)
+    result = run_cli("analyze", str(log), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["lines"] == 3
+
+
+def test_analyze_reports_truncated_lines_and_records(tmp_path: Path) -> None:
+    log = tmp_path / "kc.log"
+    frames = "\n".join(["\tat a.B.c(B.java:1)"] * 20)
+    text = f"{INFO} {'x' * 300}\n{LIQUIBASE}\n{frames}\n"
+    log.write_text(text)
+    long_lines = sum(len(line.encode()) > 200 for line in text.splitlines())
+    limits = ("--log-max-line-bytes", "200", "--log-max-record-lines", "5")
+    result = run_cli(*limits, "analyze", str(log), "--quiet")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["lines_truncated"], summary["records_truncated"]) == (long_lines, 1)
+    readable = run_cli(*limits, "analyze", str(log))
+    assert f"{long_lines} lines cut to the maximum line length, 1 records" in readable.stdout
+
+
+def test_timeline_prints_a_verdict_change_under_its_record(tmp_path: Path) -> None:
+    """Records read in one chunk: each verdict change follows the record that caused it."""
+    log = tmp_path / "kc.log"
+    log.write_text(f"{VIEW}\n{INFO}\n{LIQUIBASE}\n")
+    result = run_cli("analyze", str(log))
+    lines = result.stdout.splitlines()
+    view = next(i for i, line in enumerate(lines) if "cluster_view" in line)
+    fatal = next(i for i, line in enumerate(lines) if "startup_fatal" in line)
+    assert "live=yes" in lines[view + 1]
+    assert "live=no" in lines[fatal + 1]
 
 
 def test_analyze_reads_stdin() -> None:
@@ -339,17 +407,24 @@ def matters_after_start(applied: Applied, text: str) -> bool:
     if kind in ("startup_progress", "startup_complete"):
         return False
     if kind == "shutdown":
-        return rule == "jgroups-disconnect"
+        return rule in _RUNTIME_SHUTDOWN_RULES
+    if rule in _STARTUP_ONLY_RULES or "HHH000342" in text:
+        return False  # printed only while a server starts (HHH000342: the JPA startup thread)
     if kind == "startup_fatal" and reason in {*STARTUP_ONLY_REASONS, "jvm"}:
         return False
-    if rule == "db-ironjacamar" and text.startswith(("{", '"')):
-        return False  # a WildFly-era code: JSON (and its Kibana export) is Quarkus-era
     # corpus entries whose author cut the Infinispan code out ("... Node x joined"); the
     # real lines always carry it (ISPN000093/94, ISPN100000/1)
     return not (rule in ("view", "joined", "left") and not re.search(r"ISPN\d{6}", text))
 
 
-CORPUS_TEXTS = [e["text"] for e in load_corpus()]
+#: the shutdown lines the runtime scan looks for: the server's own "stopped", a signal, the
+#: cluster channel closing (WildFly subsystems stopping one by one are not needed)
+_RUNTIME_SHUTDOWN_RULES = frozenset({"jgroups-disconnect", "quarkus-stopped", "quarkus-stopped-line",
+                                     "wildfly-signal", "wildfly-suspend"})
+#: rules for records that only a starting server prints: joining the cluster, the
+#: build-time check of the datasource, kc.sh's last words
+_STARTUP_ONLY_RULES = frozenset({"join-timeout", "db-driver-build-time", "cli-verbose-hint"})
+CORPUS_TEXTS = [e["text"] for e in load_corpus()] + [e["text"] for e in load_extra()]
 JSON_TEXTS = [j for j in map(as_quarkus_json, CORPUS_TEXTS) if j is not None]
 CSV_TEXTS = [c for c in map(as_kibana_csv, CORPUS_TEXTS) if c is not None]
 

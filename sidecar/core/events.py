@@ -23,21 +23,23 @@ class EventKind(enum.StrEnum):
     CLUSTER_DEGRADED = "cluster_degraded"
     RUNTIME_FATAL = "runtime_fatal"
     SHUTDOWN = "shutdown"
-    # Evidence that the shared database is unreachable (a restart cannot help).
+    # Evidence that the shared database cannot be used (a restart cannot help): never fatal.
     DB_UNAVAILABLE = "db_unavailable"
 
 
 #: Reason codes a ``startup_fatal`` can carry.  Stable: they appear in metrics and Events.
+#: A ``startup_fatal`` event is emitted only for conditions that fail liveness when nothing
+#: suppresses them; a database that cannot be reached is ``db_unavailable`` instead.
 STARTUP_FATAL_REASONS: frozenset[str] = frozenset(
     {
         "liquibase",  # schema migration failed (the concurrent-first-start race)
-        "db_unreachable",  # no connection to the database at boot (restart cannot help)
+        "db_config",  # the datasource's configuration: wrong password, URL, driver or database
         "db_lock",  # changelog / DB lock could not be acquired or released
         "port_in_use",  # HTTP, HTTPS or management port already bound
         "config",  # invalid or missing configuration
         "tls",  # key material / keystore problems
         "cache",  # Infinispan / JGroups could not start
-        "deployment",  # WildFly: the /auth deployment or a subsystem failed
+        "deployment",  # WildFly: the /auth deployment, a subsystem or the entrypoint's CLI batch
         "jvm",  # the JVM itself crashed or could not start
         "build",  # the Quarkus auto-build failed
         "usage",  # kc.sh printed its usage: the container command is wrong
@@ -45,8 +47,18 @@ STARTUP_FATAL_REASONS: frozenset[str] = frozenset(
     }
 )
 
-#: Startup-fatal causes that are the shared database's, not Keycloak's: a restart cannot help.
-DATABASE_FATAL_REASONS: frozenset[str] = frozenset({"db_unreachable"})
+#: Reason codes a ``db_unavailable`` event can carry: why the database cannot be used.
+DB_UNAVAILABLE_REASONS: frozenset[str] = frozenset(
+    {
+        "refused",  # the database host refused the connection (nothing listens)
+        "timeout",  # connecting, or waiting for a pooled connection, timed out
+        "unreachable",  # unknown host, no route, broken link, the connection attempt failed
+        "rejected",  # the server turned the client away (too many clients, starting, no access)
+        "credentials",  # after startup: the database rejected the credentials (rotated?)
+        "connection_failed",  # a connection could not be had; the record does not say why
+    }
+)
+
 #: causes that matter only while a server starts: ignored once it has started (a realm's
 #: keystore failing at runtime is no reason to restart a running server)
 STARTUP_ONLY_REASONS: frozenset[str] = frozenset(
@@ -60,9 +72,10 @@ RUNTIME_FATAL_REASONS: frozenset[str] = frozenset({"out_of_memory", "jvm_crash"}
 CLUSTER_DEGRADED_REASONS: frozenset[str] = frozenset(
     {
         "split_brain",  # ISPN000314 or KEYCLOAK_JDBC_PING2 losing partition
-        "peer_unreachable",  # JGroups cannot send to / has no address for a member
-        "request_timeout",  # ISPN000476 remote command timeouts
-        "state_transfer",  # ISPN000210 state transfer failed
+        "peer_unreachable",  # JGroups cannot send to / has no address for / cannot join a member
+        "peer_suspected",  # JGroups failure detection suspects a member (missed heartbeats)
+        "request_timeout",  # ISPN000476 / ISPN000427 remote command and ack timeouts
+        "state_transfer",  # ISPN000210 state transfer or a rebalance failed
     }
 )
 
@@ -70,7 +83,11 @@ CLUSTER_DEGRADED_REASONS: frozenset[str] = frozenset(
 OTHER_REASONS: frozenset[str] = frozenset({"", "signal", "stopped", "marker"})
 
 ALL_REASONS: frozenset[str] = (
-    STARTUP_FATAL_REASONS | RUNTIME_FATAL_REASONS | CLUSTER_DEGRADED_REASONS | OTHER_REASONS
+    STARTUP_FATAL_REASONS
+    | RUNTIME_FATAL_REASONS
+    | CLUSTER_DEGRADED_REASONS
+    | DB_UNAVAILABLE_REASONS
+    | OTHER_REASONS
 )
 
 
@@ -146,7 +163,15 @@ class LogEvent:
 
 
 #: every value ``ProbeResult.error`` takes besides "" (bounded metric label values)
-ERROR_CLASSES: Final = ("timeout", "refused", "connection", "tls", "http_status", "body")
+ERROR_CLASSES: Final = (
+    "timeout",
+    "refused",
+    "connection",
+    "tls",
+    "transfer",
+    "http_status",
+    "body",
+)
 
 
 @dataclass(frozen=True, slots=True)

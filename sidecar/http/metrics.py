@@ -6,8 +6,9 @@ source's counters: the gauges can never disagree with ``/livez`` and ``/readyz``
 is counted twice.  All metrics live on the injected ``ctx.registry``, never on the global one.
 
 Label values come from bounded sets only: verdict names, ``health.REASONS``, ``EventKind``,
-``events.STARTUP_FATAL_REASONS``, probe target names (``started``, ``live``, ``ready``),
-probe error classes and Kubernetes (operation, code) pairs.  Never a log line, URL or pod name.
+``events.STARTUP_FATAL_REASONS``, ``events.DB_UNAVAILABLE_REASONS``, probe target names
+(``started``, ``live``, ``ready``), probe error classes and Kubernetes (operation, code) pairs.
+Never a log line, URL or pod name.
 
 ``_created`` series: ``CounterMetricFamily`` emits none unless given a timestamp.  The two
 instruments would, and ``prometheus_client.disable_created_metrics()`` flips a process-wide
@@ -29,7 +30,13 @@ from prometheus_client.process_collector import ProcessCollector
 
 from sidecar import __version__
 from sidecar.context import Context
-from sidecar.core.events import ERROR_CLASSES, STARTUP_FATAL_REASONS, EventKind, ProbeResult
+from sidecar.core.events import (
+    DB_UNAVAILABLE_REASONS,
+    ERROR_CLASSES,
+    STARTUP_FATAL_REASONS,
+    EventKind,
+    ProbeResult,
+)
 from sidecar.core.health import REASONS, Verdicts
 
 PREFIX: Final = "keycloak_sidecar_"
@@ -104,6 +111,12 @@ FAMILIES: Final = (
         "startup_fatal",
         "counter",
         "fatal startup conditions seen in the log by reason",
+        ("reason",),
+    ),
+    FamilySpec(
+        "db_unavailable",
+        "counter",
+        "records saying the database cannot be used, by reason (never a restart)",
         ("reason",),
     ),
     FamilySpec("boots", "counter", "Keycloak boots seen (log, container or HTTP restarts)"),
@@ -253,6 +266,10 @@ class StateCollector:
         for reason in sorted(STARTUP_FATAL_REASONS):
             fatal.add_metric([reason], state.startup_fatal_total.get(reason, 0))
         yield fatal
+        database = _SPECS["db_unavailable"].empty()
+        for reason in sorted(DB_UNAVAILABLE_REASONS):
+            database.add_metric([reason], state.db_unavailable_total.get(reason, 0))
+        yield database
         yield _counter("boots", state.boots_total)
         started_at = self._ctx.to_wall(state.boot.started_at)
         assert started_at is not None

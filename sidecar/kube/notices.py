@@ -79,9 +79,25 @@ def verdict_notes(previous: VerdictView | None, current: VerdictView) -> list[Ev
                 f"cluster membership restored ({now_m.expected_members} expected members present)",
             )
         )
+    notes += _database_notes(before, current)
     if not before.started and current.started and previous is not None:
         notes.append(EventNote("KeycloakStarted", "Normal", "Keycloak startup complete"))
     return notes
+
+
+def _database_notes(before: VerdictView, current: VerdictView) -> list[EventNote]:
+    if current.db_unavailable and not before.db_unavailable:
+        return [
+            EventNote(
+                "KeycloakDatabaseUnavailable",
+                "Warning",
+                "the database cannot be used: not ready; no restart (a restart cannot help)",
+            )
+        ]
+    if before.db_unavailable and not current.db_unavailable:
+        message = "no database errors within --db-down-hold"
+        return [EventNote("KeycloakDatabaseAvailable", "Normal", message)]
+    return []
 
 
 class EventEmitter:

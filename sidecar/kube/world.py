@@ -52,6 +52,8 @@ class VerdictView:
     kill_deferred: bool = False
     ready_reason: str = ""
     membership: MembershipAssessment | None = None
+    #: readiness fails because the database cannot be used (never a restart)
+    db_unavailable: bool = False
 
 
 class KubeSink(Protocol):

@@ -1,7 +1,8 @@
 """``keycloak-sidecar analyze FILE [--json]``: replay a log through the daemon's own pipeline.
 
 Same parser, classifier, state and policy as the daemon; time comes from the log's own
-timestamps.  Exit 0 when the file was analysed, whatever the verdict; 2 for unusable input.
+timestamps.  Exit 0 when the file was analysed, whatever the verdict; 2 for unusable input,
+including input in which no Keycloak record at all was recognised (another program's log).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sidecar import libc
 from sidecar.core.events import LogEvent
 from sidecar.core.health import Policy, Verdicts, evaluate
 from sidecar.core.state import MonitorState
+from sidecar.log import layout
 from sidecar.log.pipeline import Pipeline
 from sidecar.log.rules import Rule
 from sidecar.log.source import LineFramer
@@ -26,6 +28,8 @@ EXIT_UNUSABLE = 2
 _BLOCK_BYTES = 1 << 19
 _BINARY_SAMPLE_BYTES = 4096
 _BINARY_RATIO = 0.3
+#: lines at the start of the input checked for Keycloak's log layouts
+_SNIFF_LINES = 2000
 
 
 class UnusableInputError(Exception):
@@ -38,11 +42,17 @@ class AnalyzeResult:
     lines: int
     events_total: dict[str, int]
     state: MonitorState
+    #: multi-line records cut to ``max_record_lines``
+    records_truncated: int = 0
+    #: lines in Keycloak's layouts among the first ones, or events found: Keycloak's log
+    recognised: bool = True
 
 
-def read_blocks(path: str, max_line_bytes: int) -> Iterator[bytes]:
+def read_blocks(
+    path: str, max_line_bytes: int, framer: LineFramer | None = None
+) -> Iterator[bytes]:
     """Complete, capped lines from a file or ``-`` (stdin), in large blocks."""
-    framer = LineFramer(max_line_bytes)
+    framer = framer or LineFramer(max_line_bytes)
     libc.reuse_freed_blocks(_BLOCK_BYTES)
     if path == "-":
         stream = sys.stdin.buffer
@@ -80,6 +90,31 @@ def _check_usable(path: str) -> None:
         raise UnusableInputError(f"{path}: looks like binary data, not a log")
 
 
+class _ReportingSink:
+    """The state, reporting each recorded event with the verdicts right after it."""
+
+    def __init__(
+        self,
+        state: MonitorState,
+        policy: Policy,
+        on_event: Callable[[LogEvent, Verdicts | None], None] | None,
+    ) -> None:
+        self._state, self._policy, self._on_event = state, policy, on_event
+
+    def apply(self, event: LogEvent, now: float) -> list[LogEvent]:
+        recorded = self._state.apply(event, now)
+        if self._on_event is not None:
+            for item in recorded:
+                self._on_event(item, evaluate(self._state.snapshot(), now, self._policy))
+        return recorded
+
+    def wants_boot_scan(self) -> bool:
+        return self._state.wants_boot_scan()
+
+    def log_time_started(self, stamp: float) -> None:
+        self._state.log_time_started(stamp)
+
+
 def analyze(
     blocks: Iterator[bytes],
     rules: Sequence[Rule],
@@ -88,24 +123,47 @@ def analyze(
     max_record_lines: int = 512,
     on_event: Callable[[LogEvent, Verdicts | None], None] | None = None,
 ) -> AnalyzeResult:
-    """Run the pipeline over ``blocks`` with log time; report each event as it is recorded."""
+    """Run the pipeline over ``blocks`` with log time; report each event as it is recorded,
+    with the verdicts as they stand right after it."""
     state = MonitorState(0.0)
     state.log_present = state.log_caught_up = True
-    pipeline = Pipeline(rules, state, max_record_lines=max_record_lines)
-
-    def deliver(events: list[LogEvent]) -> None:
-        if on_event is None:
-            return
-        for event in events:
-            now = event.timestamp if event.timestamp is not None else 0.0
-            on_event(event, evaluate(state.snapshot(), now, policy))
-
+    pipeline = Pipeline(
+        rules, _ReportingSink(state, policy, on_event), max_record_lines=max_record_lines
+    )
+    sniffer = _LayoutSniffer()
     for chunk in blocks:
-        deliver(pipeline.feed(chunk))
-    deliver(pipeline.flush())
+        sniffer.look(chunk)
+        pipeline.feed(chunk)
+    pipeline.flush()
     now = pipeline.last_log_time if pipeline.last_log_time is not None else 0.0
     verdicts = evaluate(state.snapshot(), now, policy)
-    return AnalyzeResult(verdicts, pipeline.lines_total, dict(state.events_total), state)
+    return AnalyzeResult(
+        verdicts,
+        pipeline.lines_total,
+        dict(state.events_total),
+        state,
+        records_truncated=pipeline.records_truncated,
+        recognised=bool(state.events_total) or sniffer.found,
+    )
+
+
+class _LayoutSniffer:
+    """Looks at the first lines for a record in one of Keycloak's layouts (a level and a
+    logger category): a Keycloak log that happens to hold no event is still one."""
+
+    def __init__(self) -> None:
+        self.found = False
+        self._seen = 0
+
+    def look(self, chunk: bytes) -> None:
+        if self.found or self._seen >= _SNIFF_LINES:
+            return
+        for raw in chunk.split(b"\n", _SNIFF_LINES - self._seen)[: _SNIFF_LINES - self._seen]:
+            self._seen += 1
+            header = layout.parse_header(raw.decode("utf-8", "replace"))
+            if header.level and header.category:
+                self.found = True
+                return
 
 
 def verdict_json(verdicts: Verdicts) -> dict[str, object]:
@@ -162,8 +220,9 @@ def run(
     out: TextIO,
 ) -> int:
     """The CLI entry: print events and the final verdict; return the exit code."""
+    framer = LineFramer(max_line_bytes)
     try:
-        blocks = read_blocks(path, max_line_bytes)
+        blocks = read_blocks(path, max_line_bytes, framer)
         if as_json:
 
             def emit(event: LogEvent, _verdicts: Verdicts | None) -> None:
@@ -181,13 +240,33 @@ def run(
     except OSError as error:
         sys.stderr.write(f"keycloak-sidecar analyze: {path}: {error.strerror or error}\n")
         return EXIT_UNUSABLE
+    if not result.recognised:
+        sys.stderr.write(
+            f"keycloak-sidecar analyze: {path}: no Keycloak records recognised in "
+            f"{result.lines} lines\n"
+        )
+        return EXIT_UNUSABLE
+    _summarise(result, framer.lines_truncated, as_json=as_json, quiet=quiet, out=out)
+    return EXIT_OK
+
+
+def _summarise(
+    result: AnalyzeResult, lines_truncated: int, *, as_json: bool, quiet: bool, out: TextIO
+) -> None:
     summary = verdict_json(result.verdicts)
+    truncated = {"lines_truncated": lines_truncated, "records_truncated": result.records_truncated}
     if quiet:
-        summary.update(lines=result.lines, events=result.events_total)
+        summary.update(lines=result.lines, events=result.events_total, **truncated)
         out.write(json.dumps(summary) + "\n")
     elif as_json:
+        summary.update(truncated)
         out.write(json.dumps(summary) + "\n")
     else:
         verdict = summary["verdict"]
-        out.write(f"\n{result.lines} lines; verdict: {json.dumps(verdict)}\n")
-    return EXIT_OK
+        cut = ""
+        if lines_truncated or result.records_truncated:
+            cut = (
+                f" ({lines_truncated} lines cut to the maximum line length, "
+                f"{result.records_truncated} records to the maximum record lines)"
+            )
+        out.write(f"\n{result.lines} lines{cut}; verdict: {json.dumps(verdict)}\n")

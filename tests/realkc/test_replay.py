@@ -60,6 +60,8 @@ EXPECTED: dict[tuple[str, str], Expected] = {
         reasons=frozenset({"startup_fatal"}),
         fatal_causes=frozenset({"config"}),
     ),
+    # the database frozen during the first migration: never started, no fatal line
+    ("stalled-db-frozen", "*"): Expected(live=True, started=False, no_fatal=True),
     # the database stopped and started again: never a liveness failure
     ("db-stopped", "kc0"): Expected(**OK_NO_FATAL, last_view_size=2),  # type: ignore[arg-type]
     ("db-stopped", "kc1"): Expected(**OK_NO_FATAL, last_view_size=2),  # type: ignore[arg-type]
