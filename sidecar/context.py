@@ -21,6 +21,10 @@ from sidecar.settings import Settings
 REUSE_SECONDS = 0.05
 #: transitions waiting to be logged; more between two rounds of the verdict worker are dropped
 TRANSITIONS_KEPT = 64
+#: distinct monotonic moments whose wall time is remembered (see ``Context.to_wall``)
+WALL_MEMO_SIZE = 1024
+#: a log source without a new line this long is shown as "quiet" (information only)
+LOG_QUIET_SECONDS = 600.0
 
 
 class ChangeFeed:
@@ -83,6 +87,7 @@ class Context:
     #: each eternal worker's last progress, for ``/healthz`` (the sidecar's own health)
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
     _cached: tuple[int, float, Verdicts] | None = field(default=None, repr=False)
+    _walls: dict[float, float] = field(default_factory=dict, repr=False)
 
     def verdicts(self) -> Verdicts:
         """The core step: evaluate at now (pure, microseconds), carry the membership
@@ -114,7 +119,32 @@ class Context:
         self.heartbeats.beat(worker, self.clock.monotonic())
 
     def to_wall(self, moment: float | None) -> float | None:
-        """A time on the monotonic axis as epoch seconds."""
+        """A time on the monotonic axis as epoch seconds, converted once per moment, so
+        every rendering of one check's ``since`` (JSON, ``?verbose``, ``/status``, the
+        status page) shows the same timestamp even when the wall clock is stepped."""
         if moment is None:
             return None
-        return self.clock.wall() - (self.clock.monotonic() - moment)
+        wall = self._walls.get(moment)
+        if wall is None:
+            if len(self._walls) >= WALL_MEMO_SIZE:
+                self._walls.clear()
+            wall = self.clock.wall() - (self.clock.monotonic() - moment)
+            self._walls[moment] = wall
+        return wall
+
+    def log_source_state(self) -> tuple[str, str]:
+        """The log source's state as information (never a Keycloak check): ``ok``,
+        ``missing``, ``unreadable`` or ``quiet`` (no line for ``LOG_QUIET_SECONDS``),
+        with a detail."""
+        source = self.source
+        if source is None:
+            return "missing", "no log source started yet"
+        if source.last_error:
+            return "unreadable", source.last_error
+        if not source.present:
+            return "missing", "waiting for the log source to appear"
+        last = self.state.last_line_at
+        if last is not None and self.clock.monotonic() - last >= LOG_QUIET_SECONDS:
+            quiet_minutes = int((self.clock.monotonic() - last) // 60)
+            return "quiet", f"no line for {quiet_minutes} min"
+        return "ok", ""

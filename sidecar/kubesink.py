@@ -50,7 +50,7 @@ class CoreSink:
             kill_deferred=verdicts.kill_deferred,
             ready_reason=ready_reasons[0] if ready_reasons else "",
             membership=verdicts.membership,
-            db_unavailable="db_unavailable" in ready_reasons,
+            db_unavailable=verdicts.db_down,
         )
 
     def count_api_error(self, operation: str, code: str) -> None:

@@ -562,3 +562,14 @@ def test_line_over_the_cap_is_skipped_at_read_speed(log_path: Path) -> None:
     log.close()
     assert lines_of(out) == [b"first\n", b" " * 65536 + b"\n", b"next\n"]
     assert log.lines_truncated == 1
+
+
+def test_a_directory_is_not_a_log_source(tmp_path: Path) -> None:
+    """Named a directory, the source is not present and says why (no "available")."""
+    log = LogFile(str(tmp_path))
+    try:
+        assert log.poll() == b""
+        assert log.present is False
+        assert log.last_error == f"cannot open {tmp_path}: is a directory"
+    finally:
+        log.close()

@@ -32,8 +32,6 @@ KUBERNETES_VERSION = "1.34.0"
 KEYCLOAK_DB_LOCK_WAIT_SECONDS = 900
 SIDECAR_PORT = 9095
 TARGETS = ["k8s", "k8s/overlays/readiness-gate", "k8s/overlays/api-log-source"]
-# sidecar-patch.yaml and the chart/Operator examples: tests/test_integrations.py (issue 14)
-EXAMPLES = ["wildfly-legacy-patch.yaml"]
 # Sample values for the downward API, as the kubelet would resolve them.
 FIELD_SAMPLES = {
     "metadata.name": "keycloak-0",
@@ -52,48 +50,6 @@ def kustomize(directory: Path) -> list[Doc]:
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[Doc]]:
     return {target: kustomize(ROOT / target) for target in TARGETS}
-
-
-@pytest.fixture(scope="module")
-def examples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Doc]]:
-    """Each example patch applied to a bare StatefulSet (what a Helm chart would make)."""
-    out = {}
-    for name in EXAMPLES:
-        directory = tmp_path_factory.mktemp(name.removesuffix(".yaml"))
-        (directory / "statefulset.yaml").write_text(yaml.safe_dump(bare_statefulset()))
-        (directory / name).write_text((ROOT / "k8s" / "examples" / name).read_text())
-        (directory / "kustomization.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "resources": ["statefulset.yaml"],
-                    "namespace": "keycloak",
-                    "patches": [{"path": name}],
-                }
-            )
-        )
-        out[name] = kustomize(directory)
-    return out
-
-
-def bare_statefulset() -> Doc:
-    labels = {"app": "keycloak"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": "keycloak"},
-        "spec": {
-            "serviceName": "keycloak",
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {"name": "keycloak", "image": "quay.io/keycloak/keycloak:26.4.10"}
-                    ]
-                },
-            },
-        },
-    }
 
 
 def find(docs: list[Doc], kind: str, name: str) -> Doc:
@@ -189,27 +145,6 @@ def test_strict_validation_catches_a_misspelled_field(
     )
     assert result.returncode != 0
     assert "periodSecondz" in result.stdout + result.stderr
-
-
-@pytest.mark.parametrize("name", EXAMPLES)
-def test_examples_apply_to_a_bare_statefulset(
-    name: str, examples: dict[str, list[Doc]], tmp_path: Path
-) -> None:
-    pod = keycloak_pod(examples[name])
-    assert [c["name"] for c in pod["containers"]] == ["keycloak"]
-    assert_native_sidecar(pod)
-    assert_probes_point_at_the_sidecar(container(pod, "keycloak"))
-    result = run(
-        [
-            tool("kubernetes-validate"),
-            "--strict",
-            "--quiet",
-            "-k",
-            KUBERNETES_VERSION,
-            str(write_docs(tmp_path / "example.yaml", examples[name])),
-        ]
-    )
-    assert result.returncode == 0, describe(result)
 
 
 # --- security scanners and linters -------------------------------------------------------
@@ -496,13 +431,6 @@ def test_sidecar_accepts_its_manifest_configuration(
     check_config(*sidecar_invocation(keycloak_pod(rendered[target])))
 
 
-@pytest.mark.parametrize("name", EXAMPLES)
-def test_sidecar_accepts_the_example_configuration(
-    name: str, examples: dict[str, list[Doc]]
-) -> None:
-    check_config(*sidecar_invocation(keycloak_pod(examples[name])))
-
-
 def test_check_config_rejects_a_broken_manifest_configuration(
     rendered: dict[str, list[Doc]],
 ) -> None:
@@ -527,16 +455,6 @@ def test_settings_parse_the_manifest_configuration(
     settings = load_settings(vars(parser.parse_args(args)), env)
     assert settings.listen == ("0.0.0.0", SIDECAR_PORT)
 
-
-@pytest.mark.parametrize("name", EXAMPLES)
-def test_settings_parse_the_example_configuration(
-    name: str, examples: dict[str, list[Doc]]
-) -> None:
-    args, env = sidecar_invocation(keycloak_pod(examples[name]))
-    parser = argparse.ArgumentParser(exit_on_error=False)
-    add_arguments(parser)
-    settings = load_settings(vars(parser.parse_args(args)), env)
-    assert settings.log_source == "file"
 
 
 def test_sidecar_port_is_not_open_to_every_namespace() -> None:

@@ -431,6 +431,8 @@ async def test_status_reports_the_log(harness: Harness, client: Client) -> None:
     _, body = await get_json(client, "/status")
 
     assert body["log"] == {
+        "state": "ok",
+        "state_detail": "",
         "present": True,
         "caught_up": True,
         "lines_total": 2,
@@ -547,7 +549,7 @@ async def test_index_lists_the_endpoints(client: Client) -> None:
     listed = {line.split()[0] for line in text.splitlines() if line.startswith("/")}
     assert (status, listed) == (
         200,
-        {"/livez", "/readyz", "/startupz", "/healthz", "/metrics", "/status"},
+        {"/livez", "/readyz", "/startupz", "/healthz", "/metrics", "/status", "/"},
     )
 
 
@@ -616,3 +618,62 @@ async def test_metrics_are_rendered_afresh_when_the_log_moves(
     harness.write_log(VIEW_LINE)
     await get_text(client, "/metrics")
     assert counter.collections - registered == 2
+
+
+# --- the log source's state: information, never a failing check ----------------------------
+
+
+async def test_readyz_verbose_tells_the_log_source_state(harness: Harness, client: Client) -> None:
+    harness.write_log(STARTED_LINE)
+    harness.observe()
+
+    status, text = await get_text(client, "/readyz?verbose")
+
+    assert status == 200
+    assert "[i]log_source ok (information, not a check)" in text.splitlines()
+
+
+async def test_missing_log_file_is_information_not_a_failing_check(
+    harness: Harness, client: Client
+) -> None:
+    harness.write_log(STARTED_LINE)
+    harness.log_path.unlink()
+    harness.source.poll()
+    harness.clock.advance(1.0)
+    harness.observe()
+
+    status, text = await get_text(client, "/readyz?verbose")
+    _, body = await get_json(client, "/status")
+
+    assert status == 200
+    assert not [line for line in text.splitlines() if line.startswith("[-]")]
+    assert "[i]log_source missing:" in text
+    assert (body["log"]["state"], body["log"]["present"]) == ("missing", False)
+
+
+async def test_log_source_without_lines_for_ten_minutes_is_quiet(
+    harness: Harness, client: Client
+) -> None:
+    harness.write_log(STARTED_LINE)
+    harness.clock.advance(601.0)
+
+    _, body = await get_json(client, "/status")
+
+    assert (body["log"]["state"], body["log"]["state_detail"]) == ("quiet", "no line for 10 min")
+
+
+async def test_a_checks_since_is_one_timestamp_everywhere(harness: Harness, client: Client) -> None:
+    """JSON, ?verbose and /status show the same since, even after the wall clock steps."""
+    harness.clock.advance(17.25)
+    harness.write_log(LIQUIBASE_LINE)
+    _, body = await get_json(client, "/livez")
+    harness.clock.wall_offset += 2.5  # NTP steps the wall clock
+    harness.clock.advance(1.0)
+    _, text = await get_text(client, "/livez?verbose")
+    _, status = await get_json(client, "/status")
+
+    (check,) = [c for c in body["checks"] if not c["ok"]]
+    (line,) = [line for line in text.splitlines() if line.startswith("[-]startup")]
+    (status_check,) = [c for c in status["verdicts"]["live"]["checks"] if not c["ok"]]
+    assert line.endswith(f"since={check['since']}")
+    assert status_check["since"] == check["since"] == "2024-12-07T17:52:40.250Z"

@@ -9,7 +9,7 @@ fresh ``BootRecord`` with fresh deadlines.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,11 +24,24 @@ from sidecar.core.membership import KubeFacts, MembershipAssessment
 
 _GONE_ERRORS = frozenset({"refused", "connection"})
 _RECENT_BOOT_SECONDS = 120.0
+#: recorded events kept for the status page's timeline
+RECENT_EVENTS_MAX = 40
 _SEEN_VIEWS_MAX = 16
 _TIMEOUT_PAIR_SECONDS = 60.0
 #: degraded reasons that are routine once (a timeout under load, a peer not yet resolved
 #: during a scale-up): two within _TIMEOUT_PAIR_SECONDS are needed
 _REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable", "peer_suspected"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEvent:
+    """One recorded event for the timeline: codes and times only, never log text."""
+
+    kind: str
+    reason: str
+    code: str
+    at: float
+    line: int
 
 
 @dataclass(slots=True)
@@ -134,6 +147,7 @@ class MonitorState:
         self.log_caught_up = False
         self.last_line_at: float | None = None
         self.recent_boots: list[tuple[int, str, float]] = []
+        self.recent_events: deque[RecentEvent] = deque(maxlen=RECENT_EVENTS_MAX)
         #: bumped on every change that can alter a verdict (lets handlers reuse a verdict)
         self.version = 0
         #: called after each bump (the daemon wakes its verdict worker with it)
@@ -180,6 +194,9 @@ class MonitorState:
         if recorded:
             self._bump()
         for item in recorded:
+            self.recent_events.append(
+                RecentEvent(item.kind.value, item.reason, item.code, now, item.line)
+            )
             self.events_total[item.kind.value] += 1
             if item.kind is EventKind.STARTUP_FATAL:
                 self.startup_fatal_total[item.reason] += 1
@@ -408,6 +425,10 @@ class MonitorState:
         self.degraded_at = moved(self.degraded_at)
         self.view_since = moved(self.view_since)
         self.recent_boots = [(n, c, t + offset_seconds) for n, c, t in self.recent_boots]
+        self.recent_events = deque(
+            (dataclasses.replace(e, at=e.at + offset_seconds) for e in self.recent_events),
+            maxlen=RECENT_EVENTS_MAX,
+        )
 
 
 def _nothing() -> None:

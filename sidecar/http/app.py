@@ -18,6 +18,9 @@ numbers, never raw log text (a log line can hold secrets).
     ``Accept``), or an equivalent fallback when that module is missing.
 ``/status``
     Everything the sidecar knows, as JSON, for humans and ``kubectl port-forward``.
+``/``
+    A browser (``Accept: text/html``) gets the status page (``statuspage``, rendered from
+    the ``/status`` document); anything else the plain-text help.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ from sidecar import __version__
 from sidecar.context import Context
 from sidecar.core.events import ClusterView
 from sidecar.core.health import Check, Verdict, Verdicts
-from sidecar.core.membership import KubeFacts, MembershipAssessment
+from sidecar.core.membership import KubeFacts, MembershipAssessment, member_to_pod
 from sidecar.core.redact import redacted_url, shown_member
 from sidecar.core.state import ProbeTrack
+from sidecar.http import statuspage
 from sidecar.http.server import cache_hook
 
 CONTEXT_KEY: Final = web.AppKey("context", Context)
@@ -95,6 +99,7 @@ _INDEX: Final = """keycloak-sidecar {version}
 /healthz    the sidecar's own health (its workers make progress; for its own probes)
 /metrics    Prometheus metrics (text or OpenMetrics)
 /status     everything the sidecar knows, as JSON
+/           this help; in a browser (Accept: text/html) the status page
 """
 
 
@@ -133,6 +138,10 @@ async def _metrics_fallback(registry: CollectorRegistry, request: web.Request) -
 
 
 async def _index(request: web.Request) -> web.Response:
+    """A browser gets the status page (HTML), anything else the plain-text help."""
+    if statuspage.wants_html(",".join(request.headers.getall(hdrs.ACCEPT, []))):
+        page = statuspage.render_page(status_document(request.app[CONTEXT_KEY]))
+        return web.Response(text=page, content_type=statuspage.HTML_CONTENT_TYPE)
     return web.Response(text=_INDEX.format(version=__version__), content_type=TEXT_CONTENT_TYPE)
 
 
@@ -223,6 +232,8 @@ def _verbose_text(ctx: Context, verdict: Verdict, endpoint_name: str) -> str:
         if since is not None:
             parts.append(f"since={since}")
         lines.append(f"[-]{check.name} failed: {' '.join(parts)}")
+    if endpoint_name == "readyz":
+        lines.append(_log_source_line(ctx))
     lines.append(f"{endpoint_name} check {'passed' if verdict.ok else 'failed'}")
     return "\n".join(lines) + "\n"
 
@@ -238,6 +249,14 @@ def healthz_document(ctx: Context) -> dict[str, Any]:
         "worker_stall_timeout_seconds": threshold,
         "workers": {name: round(age, 3) for name, age in ctx.heartbeats.ages(now).items()},
     }
+
+
+def _log_source_line(ctx: Context) -> str:
+    """Information, not a check: ``[i]`` never counts towards the verdict."""
+    state, detail = ctx.log_source_state()
+    if not detail:
+        return f"[i]log_source {state} (information, not a check)"
+    return f"[i]log_source {state}: detail={json.dumps(detail)} (information, not a check)"
 
 
 def status_document(ctx: Context) -> dict[str, Any]:
@@ -269,6 +288,10 @@ def status_document(ctx: Context) -> dict[str, Any]:
             {"number": number, "cause": cause, "started_at": _wall(ctx, started_at)}
             for number, cause, started_at in state.recent_boots
         ],
+        "recent_events": [
+            {**dataclasses.asdict(event), "at": _wall(ctx, event.at)}
+            for event in state.recent_events
+        ],
         "settings": _settings_json(ctx),
     }
     return document
@@ -297,6 +320,7 @@ def _cluster_json(ctx: Context) -> dict[str, Any]:
     view = state.view
     return {
         "view": None if view is None else _view_json(view),
+        "members": [] if view is None else _members_json(view.members, state.kube),
         "view_since": _wall(ctx, state.view_since),
         "degraded_at": _wall(ctx, state.degraded_at),
         "degraded_reason": state.degraded_reason,
@@ -311,6 +335,14 @@ def _view_json(view: ClusterView) -> dict[str, Any]:
         "coordinator": shown_member(view.coordinator),
         "members": [shown_member(member) for member in view.members],
     }
+
+
+def _members_json(members: tuple[str, ...], facts: KubeFacts | None) -> list[dict[str, Any]]:
+    """Each view member with the pod it belongs to (None: unknown, or no Kubernetes side)."""
+    pods = set() if facts is None else {facts.own_pod, *(peer.name for peer in facts.peers)}
+    return [
+        {"member": shown_member(member), "pod": member_to_pod(member, pods)} for member in members
+    ]
 
 
 def _probe_json(ctx: Context, track: ProbeTrack) -> dict[str, Any]:
@@ -357,7 +389,10 @@ def _kube_json(
 
 def _log_json(ctx: Context) -> dict[str, Any]:
     source = ctx.source
+    state, detail = ctx.log_source_state()
     return {
+        "state": state,
+        "state_detail": detail,
         "present": source is not None and source.present,
         "caught_up": source is not None and source.caught_up,
         "lines_total": ctx.pipeline.lines_total,

@@ -365,7 +365,7 @@ class LogFile(_LineSource):
             os.close(fd)
             self._path_present = False
             self._caught_up = True
-            self._record_error("cannot follow", IsADirectoryError(errno.EISDIR, "a directory"))
+            self._record_error("cannot open", IsADirectoryError(errno.EISDIR, "is a directory"))
             return False
         self._fd = fd
         self._head = b""
