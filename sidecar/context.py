@@ -108,9 +108,12 @@ class Context:
             return cached[2]
         verdicts = evaluate(self.state.snapshot(), now, self.policy)
         self.state.carry_membership_evidence(verdicts.membership)
-        self.transitions.extend(
-            (change, verdicts) for change in self.tracker.observe(verdicts, now)
-        )
+        changed = self.tracker.observe(verdicts, now)
+        if changed:
+            self.transitions.extend((change, verdicts) for change in changed)
+            # a verdict that changed with time alone (a grace or deadline ran out) wakes the
+            # loops that follow verdicts (the kill budget, Events) as a state change does
+            self.changes.notify()
         self._cached = (version, now, verdicts)
         return verdicts
 

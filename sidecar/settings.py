@@ -522,6 +522,17 @@ _CROSS_CHECKS: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
         "--probe-timeout must not exceed --probe-interval",
     ),
     (
+        (
+            "worker_stall_timeout_seconds",
+            "probe_interval_seconds",
+            "probe_timeout_seconds",
+            "log_poll_interval_seconds",
+        ),
+        lambda stall, interval, timeout, poll: stall <= max(interval + timeout, poll),
+        "--worker-stall-timeout must exceed a worker's longest healthy round"
+        " (--probe-interval + --probe-timeout, --log-poll-interval)",
+    ),
+    (
         ("probe_insecure_skip_verify", "probe_ca_file"),
         lambda skip, ca_file: bool(skip and ca_file),
         "--probe-ca-file and --probe-insecure-skip-verify exclude each other",

@@ -281,7 +281,7 @@ def test_good_configuration_passes(check_config: CheckConfig) -> None:
         "good",
         [
             "--probe-interval=1m30s",
-            "--worker-stall-timeout=2m",  # above the prober's longest round (issue 12)
+            "--worker-stall-timeout=3m",
             "--keycloak-url=http://127.0.0.1:9000",
             "--rules-file={tmp}/rules.json",
         ],

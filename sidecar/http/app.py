@@ -238,6 +238,14 @@ def _verbose_text(ctx: Context, verdict: Verdict, endpoint_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _log_source_line(ctx: Context) -> str:
+    """Information, not a check: ``[i]`` never counts towards the verdict."""
+    state, detail = ctx.log_source_state()
+    if not detail:
+        return f"[i]log_source {state} (information, not a check)"
+    return f"[i]log_source {state}: detail={json.dumps(detail)} (information, not a check)"
+
+
 def healthz_document(ctx: Context) -> dict[str, Any]:
     """The ``/healthz`` body: each watched worker's seconds since its last progress."""
     now = ctx.clock.monotonic()
@@ -249,14 +257,6 @@ def healthz_document(ctx: Context) -> dict[str, Any]:
         "worker_stall_timeout_seconds": threshold,
         "workers": {name: round(age, 3) for name, age in ctx.heartbeats.ages(now).items()},
     }
-
-
-def _log_source_line(ctx: Context) -> str:
-    """Information, not a check: ``[i]`` never counts towards the verdict."""
-    state, detail = ctx.log_source_state()
-    if not detail:
-        return f"[i]log_source {state} (information, not a check)"
-    return f"[i]log_source {state}: detail={json.dumps(detail)} (information, not a check)"
 
 
 def status_document(ctx: Context) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -105,6 +106,8 @@ class Scenario:
     replicas: int | None = None
     scale: float = 30.0
     kubernetes: bool = True  # False: the sidecar runs with --no-kubernetes
+    #: the API side (default: the double); realapi_backend.RealApiBackend for the real server
+    api: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -123,7 +126,7 @@ class Cluster:
         self.scenario = scenario
         self.root = root
         self.timeline = Timeline(scale=scenario.scale)
-        self.api = KubeApiDouble(namespace="keycloak")
+        self.api = scenario.api() if scenario.api else KubeApiDouble(namespace="keycloak")
         self.pods: dict[str, PodRuntime] = {}
         self.jgroups = root / "jgroups"
         self.session: aiohttp.ClientSession | None = None
@@ -223,6 +226,7 @@ class Cluster:
     async def __aenter__(self) -> Cluster:
         self.jgroups.mkdir(parents=True, exist_ok=True)
         template = await asyncio.to_thread(render, self.scenario.variant, self.scenario.replicas)
+        template = dataclasses.replace(template, namespace=self.api.namespace)
         await self.api.__aenter__()
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
         kubeconfig = self.api.write_kubeconfig(self.root)
