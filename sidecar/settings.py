@@ -552,17 +552,6 @@ _CROSS_CHECKS: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
         lambda deadline, progress: deadline < progress,
         "--startup-deadline must not be shorter than --progress-timeout",
     ),
-    (
-        (
-            "worker_stall_timeout_seconds",
-            "probe_interval_seconds",
-            "probe_timeout_seconds",
-            "log_poll_interval_seconds",
-        ),
-        lambda stall, interval, timeout, poll: stall <= max(interval + timeout, poll),
-        "--worker-stall-timeout must exceed a worker's longest healthy round"
-        " (--probe-interval + --probe-timeout, --log-poll-interval)",
-    ),
 )
 
 
