@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Protocol
 
@@ -39,3 +41,15 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+async def sleep_until(event: asyncio.Event, seconds: float | None, *, clear: bool = False) -> None:
+    """Sleep ``seconds``, or less when ``event`` is (or becomes) set: the one "wait for a stop
+    or a change" of the daemon's loops.  ``clear``: consume the wake-up (a change feed
+    subscriber's own event), so the next call waits again."""
+    if not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await event.wait()
+    if clear:
+        event.clear()

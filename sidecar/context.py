@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,15 +39,6 @@ class ChangeFeed:
             event.set()
 
 
-async def wait_for_change(changed: asyncio.Event, timeout_seconds: float) -> None:
-    """Return at once if ``changed`` is set, else on its next setting or after the timeout;
-    leave it cleared either way."""
-    if not changed.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout_seconds)
-    changed.clear()
-
-
 class SourceStats(Protocol):
     """What the log source tells about itself (``LogFile``, ``StdinReader``, API stream)."""
 
@@ -78,8 +68,6 @@ class Context:
     tracker: TransitionTracker
     housekeeper: Housekeeper
     source: SourceStats | None = None
-    #: extra facts for /status from workers (e.g. the Kubernetes side), by section name
-    status_extra: dict[str, object] = field(default_factory=dict)
     #: counts of Kubernetes API errors by (operation, code)
     kube_api_errors: dict[tuple[str, str], int] = field(default_factory=dict)
     #: state changes and stop requests, for the loops that follow the verdicts
@@ -90,7 +78,7 @@ class Context:
         """Evaluate now (pure, microseconds): what handlers and the collector call.
 
         A verdict is reused while the state is unchanged for at most
-        ``VERDICT_REUSE_SECONDS``: every log event, probe result or Kubernetes fact bumps
+        ``REUSE_SECONDS``: every log event, probe result or Kubernetes fact bumps
         the state's version, so evidence is reflected at once; only the passing of time
         (deadlines of minutes) is seen up to that late.
         """

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from sidecar.context import Context, wait_for_change
+from sidecar.clock import sleep_until
+from sidecar.context import Context
 from sidecar.core.membership import KubeFacts
 from sidecar.kube.worker import VerdictView
 
@@ -19,7 +20,7 @@ class CoreSink:
         self._changed = ctx.changes.subscribe()
 
     async def wait_for_change(self, timeout_seconds: float) -> None:
-        await wait_for_change(self._changed, timeout_seconds)
+        await sleep_until(self._changed, timeout_seconds, clear=True)
 
     def update_kube(self, facts: KubeFacts) -> None:
         self._ctx.state.update_kube(facts)
@@ -40,7 +41,7 @@ class CoreSink:
             ready=verdicts.ready.ok,
             kill_wanted=bool(verdicts.kill_wanted),
             kill_reason=verdicts.kill_wanted,
-            kill_deferred="kill_deferred" in ready_reasons,
+            kill_deferred=verdicts.kill_deferred,
             ready_reason=ready_reasons[0] if ready_reasons else "",
             membership=verdicts.membership,
             db_unavailable="db_unavailable" in ready_reasons,

@@ -179,10 +179,4 @@ def parse_health_body(content_type: str, body: bytes) -> HealthBody:
 
 
 def _parse_check(entry: dict[str, Any]) -> HealthCheck:
-    data = entry.get("data")
-    failing_since = data.get("Failing since", "") if isinstance(data, dict) else ""
-    return HealthCheck(
-        name=str(entry.get("name", "")),
-        up=entry.get("status") == "UP",
-        failing_since=str(failing_since),
-    )
+    return HealthCheck(name=str(entry.get("name", "")), up=entry.get("status") == "UP")

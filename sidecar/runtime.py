@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sidecar import __version__, housekeeping, libc, logjson
-from sidecar.clock import Clock, SystemClock
+from sidecar.clock import Clock, SystemClock, sleep_until
 from sidecar.context import Context
 from sidecar.core.events import ProbeResult
 from sidecar.core.health import TransitionTracker
@@ -25,7 +25,7 @@ from sidecar.log.pipeline import Pipeline
 from sidecar.log.rules import Rule
 from sidecar.log.source import StdinReader
 from sidecar.settings import Settings, policy_from_settings
-from sidecar.workers import Prober, Tailer, verdict_worker, wait_or_stop
+from sidecar.workers import Prober, Tailer, verdict_worker
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ _RECOVERY_POLL_SECONDS = 0.05
 
 class WorkerExitedError(RuntimeError):
     """An eternal worker returned although no stop was requested."""
+
+
+class CannotServeError(RuntimeError):
+    """The listener could not bind its address (in use, not permitted, no such address)."""
 
 
 @dataclass
@@ -80,7 +84,7 @@ def main(settings: Settings, rules: Sequence[Rule]) -> int:
         asyncio.run(serve(settings, rules, install_signals=True))
     except* WorkerExitedError as group:
         failures.append(f"a worker stopped unexpectedly: {group.exceptions[0]}")
-    except* OSError as group:
+    except* CannotServeError as group:
         failures.append(f"cannot serve: {group.exceptions[0]}")
     for failure in failures:
         log.error("Sidecar failed", extra={"error": failure})
@@ -119,7 +123,10 @@ async def serve(
     try:
         host, port = settings.listen
         site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:  # only the bind: a worker's OSError is a crash of its own
+            raise CannotServeError(str(error)) from error
         daemon.port = _bound_port(runner) or port
         log.info(
             "Serving",
@@ -215,8 +222,7 @@ class _StdinWaiter:
         fd = self._source.fileno()
         loop.add_reader(fd, readable.set)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(readable.wait(), timeout_seconds)
+            await sleep_until(readable, timeout_seconds)
         finally:
             loop.remove_reader(fd)
 
@@ -228,7 +234,7 @@ async def _after(
     while not event.is_set():
         if stop.is_set():
             return
-        await wait_or_stop(stop, _RECOVERY_POLL_SECONDS)
+        await sleep_until(stop, _RECOVERY_POLL_SECONDS)
     await job()
 
 

@@ -8,7 +8,6 @@ the sidecar, never Keycloak).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -16,7 +15,8 @@ from typing import Protocol
 
 import aiohttp
 
-from sidecar.context import Context, wait_for_change
+from sidecar.clock import sleep_until
+from sidecar.context import Context
 from sidecar.core.events import ProbeResult
 from sidecar.log.source import DEFAULT_POLL_MAX_BYTES
 from sidecar.probe import probe_http
@@ -44,12 +44,6 @@ class Source(Protocol):
 
 class Waiter(Protocol):
     async def wait(self, timeout_seconds: float | None = None) -> None: ...
-
-
-async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, but return at once when ``stop`` is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 class Tailer:
@@ -156,7 +150,7 @@ class Prober:
                 ]
             for task in tasks:
                 self._record(task.result())
-            await wait_or_stop(stop, settings.probe_interval_seconds)
+            await sleep_until(stop, settings.probe_interval_seconds)
 
     async def _probe(self, session: aiohttp.ClientSession, name: str, url: str) -> ProbeResult:
         return await probe_http(
@@ -197,7 +191,7 @@ async def verdict_worker(ctx: Context, stop: asyncio.Event, interval_seconds: fl
         if stop.is_set():
             return
         ctx.housekeeper.observe(ctx.pipeline.bytes_total, ctx.clock.monotonic())
-        await wait_for_change(changed, interval_seconds)
+        await sleep_until(changed, interval_seconds, clear=True)
 
 
 def observe_verdicts(ctx: Context) -> None:

@@ -112,7 +112,7 @@ def probe_result(
         latency_seconds=latency_seconds,
         error=error,
         keycloak_status="UP" if ok else ("DOWN" if error == "body" else ""),
-        checks=(HealthCheck("Keycloak database connections health check", ok, ""),),
+        checks=(HealthCheck("Keycloak database connections health check", ok),),
         database_down=False,
         observed_at=at,
     )

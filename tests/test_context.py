@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from sidecar.context import ChangeFeed, wait_for_change
+from sidecar.clock import sleep_until
+from sidecar.context import ChangeFeed
 from sidecar.core.events import EventKind, LogEvent
 from sidecar.core.state import MonitorState
 
@@ -14,16 +15,16 @@ async def test_one_change_wakes_every_subscriber_once() -> None:
     feed = ChangeFeed()
     first, second = feed.subscribe(), feed.subscribe()
     feed.notify()
-    await asyncio.wait_for(wait_for_change(first, 5.0), 1.0)
+    await asyncio.wait_for(sleep_until(first, 5.0, clear=True), 1.0)
     assert not first.is_set()
     assert second.is_set()  # the first one's wake-up did not consume the second's
-    await asyncio.wait_for(wait_for_change(second, 5.0), 1.0)
+    await asyncio.wait_for(sleep_until(second, 5.0, clear=True), 1.0)
 
 
 async def test_without_a_change_the_wait_ends_after_its_timeout() -> None:
     changed = ChangeFeed().subscribe()
     started = time.monotonic()
-    await wait_for_change(changed, 0.05)
+    await sleep_until(changed, 0.05, clear=True)
     assert time.monotonic() - started >= 0.04
 
 
@@ -32,7 +33,7 @@ async def test_a_waiting_loop_wakes_when_the_state_changes() -> None:
     state = MonitorState(0.0)
     state.on_change = feed.notify
     changed = feed.subscribe()
-    waiter = asyncio.create_task(wait_for_change(changed, 30.0), name="test-waiter")
+    waiter = asyncio.create_task(sleep_until(changed, 30.0, clear=True), name="test-waiter")
     await asyncio.sleep(0.01)
     assert not waiter.done()
     state.apply(LogEvent(EventKind.STARTUP_COMPLETE, line=1, rule="started"), 1.0)

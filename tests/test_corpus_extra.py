@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import pytest
+from corpus import load_corpus
 from corpus_extra import Events, Verdict, load_extra, load_stories, run
 
 from sidecar.log.classify import parse_view
@@ -295,3 +296,10 @@ KNOWN_LAYOUT_DIFFS: dict[tuple[str, str], str] = {}
 def test_layout_does_not_change_the_reading(printed: str, rendered: str) -> None:
     """The same record under kubectl's stamp or in Keycloak's JSON layout reads the same."""
     assert _reading(rendered) == _reading(printed)
+
+
+def test_records_are_new_to_the_shared_corpus() -> None:
+    """The tests' corpus grows the shared one; it does not copy it."""
+    shared = {entry["text"].split("\n")[0] for entry in load_corpus()}
+    copied = [r["id"] for r in RECORDS if r["text"].split("\n")[0] in shared]
+    assert copied == []

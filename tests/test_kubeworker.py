@@ -87,7 +87,6 @@ class FakeCore:
     def membership(self) -> MembershipAssessment:
         result = assess_membership(
             view=self.view,
-            view_since=None,
             facts=self.facts,
             started=self.started,
             db_down=self.db_down,

@@ -150,7 +150,6 @@ def assess(
 ) -> MembershipAssessment:
     return assess_membership(
         view=view_,
-        view_since=NOW - 5,
         facts=facts_,
         started=started,
         db_down=db_down,

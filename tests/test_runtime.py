@@ -153,3 +153,42 @@ def test_bad_setting_is_a_clear_error() -> None:
     assert result.returncode == 2
     assert "collides with Keycloak HTTP" in result.stderr
     assert "not a duration" in result.stderr
+
+
+def daemon_settings(tmp_path: Path, port: int) -> object:
+    from sidecar.settings import load_settings
+
+    (tmp_path / "k.log").write_text("")
+    return load_settings({"log_file": str(tmp_path / "k.log"), "listen": f"127.0.0.1:{port}",
+                          "no_kubernetes": "true", "keycloak_url": ""}, {})
+
+
+def test_a_taken_port_is_reported_as_cannot_serve(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from sidecar import runtime
+
+    monkeypatch.setattr(runtime.logjson, "configure", lambda level: None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = daemon_settings(tmp_path, int(taken.getsockname()[1]))
+        assert runtime.main(settings, ()) == 1  # type: ignore[arg-type]
+    failures = [r.__dict__.get("error", "") for r in caplog.records if r.msg == "Sidecar failed"]
+    assert len(failures) == 1 and failures[0].startswith("cannot serve: ")
+
+
+def test_a_workers_os_error_is_not_labelled_cannot_serve(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from sidecar import runtime
+
+    async def broken(*args: object) -> None:
+        raise PermissionError("a worker's own trouble")
+
+    monkeypatch.setattr(runtime.logjson, "configure", lambda level: None)
+    monkeypatch.setattr(runtime, "verdict_worker", broken)
+    with pytest.raises(BaseExceptionGroup) as raised:
+        runtime.main(daemon_settings(tmp_path, free_port()), ())  # type: ignore[arg-type]
+    assert raised.group_contains(PermissionError)
+    assert not [r for r in caplog.records if "cannot serve" in str(r.__dict__.get("error", ""))]

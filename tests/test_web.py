@@ -481,33 +481,6 @@ async def test_status_hides_credentials_in_the_keycloak_url(tmp_path: Path) -> N
     )
 
 
-async def test_status_includes_extra_sections(harness: Harness, client: Client) -> None:
-    harness.ctx.status_extra["kubernetes_worker"] = {"watch": "running", "relists": 2}
-
-    _, body = await get_json(client, "/status")
-
-    assert body["kubernetes_worker"] == {"watch": "running", "relists": 2}
-
-
-async def test_status_renders_dataclasses_and_sets_in_extra_sections(
-    harness: Harness, client: Client
-) -> None:
-    harness.ctx.status_extra["peer"] = kube_facts().peers[0]
-    harness.ctx.status_extra["channels"] = {"tcp", "ee"}
-
-    _, body = await get_json(client, "/status")
-
-    assert (body["peer"]["name"], body["channels"]) == ("keycloak-controller-zorqg", ["ee", "tcp"])
-
-
-async def test_status_extra_cannot_replace_a_core_section(harness: Harness, client: Client) -> None:
-    harness.ctx.status_extra["boot"] = "overridden"
-
-    _, body = await get_json(client, "/status")
-
-    assert body["boot"]["cause"] == "initial"
-
-
 async def test_status_times_are_rfc3339_with_milliseconds(client: Client) -> None:
     _, body = await get_json(client, "/status")
 

@@ -172,8 +172,6 @@ class HealthCheck:
 
     name: str
     up: bool
-    failing_since: str
-    """Keycloak's ``data["Failing since"]`` when present, else ""."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ Rules that make it trustworthy:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from sidecar.core.membership import MembershipAssessment, assess_membership
 from sidecar.core.state import HealthSnapshot, ProbeSnapshot
@@ -58,6 +58,7 @@ class Check:
 
     name: str
     ok: bool
+    _: KW_ONLY
     reason: str = ""
     since: float | None = None
     detail: str = ""
@@ -86,6 +87,8 @@ class Verdicts:
     startup_probe: Verdict
     #: reason a restart is wanted ("" when none); the Kubernetes side takes a slot for it
     kill_wanted: str
+    #: a restart is wanted but no kill-budget slot is held: ``live`` stays true for now
+    kill_deferred: bool
     membership: MembershipAssessment | None
     db_down: bool
 
@@ -101,7 +104,7 @@ def evaluate(snap: HealthSnapshot, now: float, policy: Policy) -> Verdicts:
     live_checks = (
         kill_checks
         if not deferred
-        else tuple(Check(c.name, True, "", None, c.detail) for c in kill_checks)
+        else tuple(Check(c.name, True, detail=c.detail) for c in kill_checks)
     )
     live = Verdict(all(c.ok for c in live_checks), live_checks)
     ready_checks = (
@@ -115,9 +118,9 @@ def evaluate(snap: HealthSnapshot, now: float, policy: Policy) -> Verdicts:
             Check(
                 "kill_budget",
                 False,
-                "kill_deferred",
-                now,
-                f"waiting for a slot to restart: {kill_wanted}",
+                reason="kill_deferred",
+                since=now,
+                detail=f"waiting for a slot to restart: {kill_wanted}",
             ),
         )
     ready = Verdict(all(c.ok for c in ready_checks), ready_checks)
@@ -129,13 +132,22 @@ def evaluate(snap: HealthSnapshot, now: float, policy: Policy) -> Verdicts:
             Check(
                 "startup_phase",
                 phase_over,
-                "" if phase_over else "not_started",
-                None if phase_over else snap.boot_started_at,
-                "started" if started_check.ok else ("failed" if not live.ok else "starting"),
+                reason="" if phase_over else "not_started",
+                since=None if phase_over else snap.boot_started_at,
+                detail="started" if started_check.ok else ("failed" if not live.ok else "starting"),
             ),
         ),
     )
-    return Verdicts(started, live, ready, startup_probe, kill_wanted, membership, db_down)
+    return Verdicts(
+        started=started,
+        live=live,
+        ready=ready,
+        startup_probe=startup_probe,
+        kill_wanted=kill_wanted,
+        kill_deferred=deferred,
+        membership=membership,
+        db_down=db_down,
+    )
 
 
 def _started(snap: HealthSnapshot) -> Check:
@@ -144,7 +156,7 @@ def _started(snap: HealthSnapshot) -> Check:
     probe = snap.probes.get("started")
     if probe is not None and probe.ok_in_boot:
         return Check("started", True, detail="http")
-    return Check("started", False, "not_started", snap.boot_started_at)
+    return Check("started", False, reason="not_started", since=snap.boot_started_at)
 
 
 def _db_down(snap: HealthSnapshot, now: float, policy: Policy) -> bool:
@@ -171,7 +183,11 @@ def _kill_checks(
     if membership is not None and membership.kill_wanted:
         checks.append(
             Check(
-                "cluster_membership", False, membership.reason, membership.since, membership.detail
+                "cluster_membership",
+                False,
+                reason=membership.reason,
+                since=membership.since,
+                detail=membership.detail,
             )
         )
     return tuple(checks)
@@ -185,7 +201,11 @@ def _fatal_check(snap: HealthSnapshot) -> Check:
         # "Failed to start server" because the database cannot be used: a restart cannot help
         return Check("startup", True, detail="database unavailable at startup")
     return Check(
-        "startup", False, "startup_fatal", snap.fatal_at, (specific or ["failed_to_start"])[0]
+        "startup",
+        False,
+        reason="startup_fatal",
+        since=snap.fatal_at,
+        detail=(specific or ["failed_to_start"])[0],
     )
 
 
@@ -197,7 +217,11 @@ def _runtime_check(snap: HealthSnapshot) -> Check:
     if snap.runtime_fatal_at is None:
         return Check("runtime", True)
     return Check(
-        "runtime", False, "runtime_fatal", snap.runtime_fatal_at, snap.runtime_fatal_reason
+        "runtime",
+        False,
+        reason="runtime_fatal",
+        since=snap.runtime_fatal_at,
+        detail=snap.runtime_fatal_reason,
     )
 
 
@@ -220,7 +244,9 @@ def _hung_check(snap: HealthSnapshot, started: bool, now: float, policy: Policy)
         if started
         else "no 'started' line and no progress"
     )
-    return Check("bootstrap", False, "startup_hung", max(deadline_at, silent_at), detail)
+    return Check(
+        "bootstrap", False, reason="startup_hung", since=max(deadline_at, silent_at), detail=detail
+    )
 
 
 def _initializing_since(snap: HealthSnapshot) -> float | None:
@@ -243,9 +269,9 @@ def _live_endpoint_check(snap: HealthSnapshot, started: bool, now: float, policy
     return Check(
         "keycloak_live_endpoint",
         False,
-        "liveness_probe_failing",
-        probe.positive_failing_since + policy.liveness_grace_seconds,
-        probe.error,
+        reason="liveness_probe_failing",
+        since=probe.positive_failing_since + policy.liveness_grace_seconds,
+        detail=probe.error,
     )
 
 
@@ -256,7 +282,6 @@ def _membership(
         return None
     return assess_membership(
         view=snap.view,
-        view_since=snap.view_since,
         facts=snap.kube,
         started=started,
         db_down=db_down,
@@ -280,20 +305,30 @@ def _ready_checks(
 ) -> tuple[Check, ...]:
     checks = [_ready_endpoint_check(snap.probes.get("ready"))]
     if snap.shutdown_at is not None:
-        checks.append(Check("shutdown", False, "shutting_down", snap.shutdown_at))
+        checks.append(Check("shutdown", False, reason="shutting_down", since=snap.shutdown_at))
     degraded = (
         snap.degraded_at is not None and now - snap.degraded_at <= policy.degraded_hold_seconds
     )
     if degraded:
         checks.append(
-            Check("cluster", False, "cluster_degraded", snap.degraded_at, snap.degraded_reason)
+            Check(
+                "cluster",
+                False,
+                reason="cluster_degraded",
+                since=snap.degraded_at,
+                detail=snap.degraded_reason,
+            )
         )
     if db_down:
-        checks.append(Check("database", False, "db_unavailable", snap.db_error_at))
+        checks.append(Check("database", False, reason="db_unavailable", since=snap.db_error_at))
     if membership is not None and not membership.ok and not membership.kill_wanted:
         checks.append(
             Check(
-                "cluster_membership", False, membership.reason, membership.since, membership.detail
+                "cluster_membership",
+                False,
+                reason=membership.reason,
+                since=membership.since,
+                detail=membership.detail,
             )
         )
     return tuple(checks)
@@ -304,16 +339,19 @@ def _ready_endpoint_check(probe: ProbeSnapshot | None) -> Check:
         return Check("keycloak_ready_endpoint", True, detail="not probed")
     if probe.ok is None:
         return Check(
-            "keycloak_ready_endpoint", False, "readiness_probe_failing", None, "no result yet"
+            "keycloak_ready_endpoint",
+            False,
+            reason="readiness_probe_failing",
+            detail="no result yet",
         )
     if probe.ok:
         return Check("keycloak_ready_endpoint", True)
     return Check(
         "keycloak_ready_endpoint",
         False,
-        "readiness_probe_failing",
-        probe.failing_since,
-        probe.error,
+        reason="readiness_probe_failing",
+        since=probe.failing_since,
+        detail=probe.error,
     )
 
 

@@ -1,6 +1,6 @@
 """Cluster membership: Infinispan member names -> pods, and the membership-loss assessment.
 
-Pure: no I/O, no clock.  The Kubernetes worker (``kubeworker.py``) observes the API and
+Pure: no I/O, no clock.  The Kubernetes worker (``kube/worker.py``) observes the API and
 hands the core a ``KubeFacts``; the core calls ``assess_membership`` with the current
 cluster view from the log and its own time axis.
 
@@ -93,7 +93,7 @@ class KubeFacts:
     observed_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MembershipAssessment:
     """``ok`` is true when membership is fine *or unknown*; ``reason`` says which."""
 
@@ -153,17 +153,32 @@ def is_expected(peer: PeerPod, *, now: float, grace_seconds: float) -> bool:
 
 
 def _fine(expected: int, detail: str = "") -> MembershipAssessment:
-    return MembershipAssessment(True, "", None, False, False, expected, detail)
+    return MembershipAssessment(
+        ok=True,
+        reason="",
+        since=None,
+        kill_wanted=False,
+        unknown=False,
+        expected_members=expected,
+        detail=detail,
+    )
 
 
 def _unknown(expected: int, detail: str) -> MembershipAssessment:
-    return MembershipAssessment(True, REASON_UNKNOWN, None, False, True, expected, detail)
+    return MembershipAssessment(
+        ok=True,
+        reason=REASON_UNKNOWN,
+        since=None,
+        kill_wanted=False,
+        unknown=True,
+        expected_members=expected,
+        detail=detail,
+    )
 
 
 def assess_membership(  # noqa: PLR0911 - a decision ladder reads best flat
     *,
     view: ClusterView | None,
-    view_since: float | None,
     facts: KubeFacts | None,
     started: bool,
     db_down: bool,
@@ -172,7 +187,6 @@ def assess_membership(  # noqa: PLR0911 - a decision ladder reads best flat
     grace_seconds: float,
 ) -> MembershipAssessment:
     """Is this replica missing from the cluster its ready peers form?  Pure."""
-    del view_since  # the evidence start is carried by the core (module docstring)
     if facts is None:
         return _unknown(0, "kubernetes side off")
     if not facts.api_ok:

@@ -87,9 +87,7 @@ class ProbeSnapshot:
 class HealthSnapshot:
     """A frozen copy of what the policy needs."""
 
-    boot_number: int
     boot_started_at: float
-    boot_cause: str
     boot_embedded: bool
     complete_at: float | None
     fatal_at: float | None
@@ -102,7 +100,6 @@ class HealthSnapshot:
     degraded_at: float | None
     degraded_reason: str
     view: ClusterView | None
-    view_since: float | None
     probes: dict[str, ProbeSnapshot]
     kube: KubeFacts | None
     membership_evidence_since: float | None
@@ -358,9 +355,7 @@ class MonitorState:
     def snapshot(self) -> HealthSnapshot:
         boot = self.boot
         return HealthSnapshot(
-            boot_number=boot.number,
             boot_started_at=boot.started_at,
-            boot_cause=boot.cause,
             boot_embedded=boot.embedded,
             complete_at=boot.complete_at,
             fatal_at=boot.fatal_at,
@@ -373,7 +368,6 @@ class MonitorState:
             degraded_at=self.degraded_at,
             degraded_reason=self.degraded_reason,
             view=self.view,
-            view_since=self.view_since,
             probes={name: _probe_snapshot(track) for name, track in self.probes.items()},
             kube=self.kube,
             membership_evidence_since=self.membership_evidence_since,

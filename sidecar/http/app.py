@@ -155,7 +155,7 @@ async def _verdict(endpoint: _Endpoint, request: web.Request) -> web.Response:
 
 
 async def _status(request: web.Request) -> web.Response:
-    return web.json_response(status_document(request.app[CONTEXT_KEY]), dumps=_dumps)
+    return web.json_response(status_document(request.app[CONTEXT_KEY]))
 
 
 # --- rendering (pure functions of the context) -----------------------------------------------
@@ -214,7 +214,7 @@ def _verbose_text(ctx: Context, verdict: Verdict, endpoint_name: str) -> str:
 
 
 def status_document(ctx: Context) -> dict[str, Any]:
-    """The ``/status`` body.  Sections from ``ctx.status_extra`` never replace these."""
+    """The ``/status`` body."""
     verdicts = ctx.verdicts()
     state = ctx.state
     document: dict[str, Any] = {
@@ -244,8 +244,6 @@ def status_document(ctx: Context) -> dict[str, Any]:
         ],
         "settings": _settings_json(ctx),
     }
-    for section, value in ctx.status_extra.items():
-        document.setdefault(section, value)
     return document
 
 
@@ -362,16 +360,3 @@ def _without_credentials(url: str) -> str:
         return url
     parsed = URL(url)
     return str(parsed.with_user(None)) if parsed.user or parsed.password else url
-
-
-def _dumps(document: Any) -> str:
-    """JSON that tolerates dataclasses and other values in ``status_extra``."""
-    return json.dumps(document, default=_json_default)
-
-
-def _json_default(value: object) -> object:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    return str(value)

@@ -237,7 +237,6 @@ _EVENTS = "/api/v1/namespaces/{namespace}/events"
 #: operation -> (HTTP method, path).  The calls go straight to ``ApiClient.call_api``: the
 #: generated ``CoreV1Api`` module alone is 38,000 lines and 2.9 MiB of RSS in every pod.
 _ROUTES: dict[str, tuple[str, str]] = {
-    "pods_get": ("GET", _PODS + "/{name}"),
     "pods_list": ("GET", _PODS),
     "pods_watch": ("GET", _PODS),
     "pods_status_patch": ("PATCH", _PODS + "/{name}/status"),
@@ -386,10 +385,6 @@ class KubeApi:
         return response
 
     # --- pods
-
-    async def read_pod(self, namespace: str, name: str, container: str) -> PodInfo:
-        obj = await self._json("pods_get", {"namespace": namespace, "name": name})
-        return pod_from_json(obj, container)
 
     async def list_pods(
         self, namespace: str, container: str, *, label_selector: str = "", field_selector: str = ""

@@ -142,6 +142,3 @@ class KillBudget:
             self.world.fail(error.operation, error.code)
             return
         log.info("Kill-budget slot released", extra={"lease": held.name})
-
-
-# ---------------------------------------------------------------- events

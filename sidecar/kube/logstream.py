@@ -9,11 +9,12 @@ import random
 import re
 from datetime import UTC, datetime
 
+from sidecar.clock import sleep_until
 from sidecar.kube.api import (
     KubeApi,
     KubeError,
 )
-from sidecar.kube.world import KubeTuning, World, backoff_seconds, sleep_or_stop
+from sidecar.kube.world import KubeTuning, World, backoff_seconds
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,11 @@ async def log_task(world: World, api: KubeApi, stop: asyncio.Event, tuning: Kube
             reading = current
             await _read_log(world, api, cursor, tuning, previous=False)
             attempt = 0
-            await sleep_or_stop(stop, tuning.log_reconnect_seconds)
+            await sleep_until(stop, tuning.log_reconnect_seconds)
         except KubeError as error:
             world.fail(error.operation, error.code)
             attempt += 1
-            await sleep_or_stop(stop, backoff_seconds(attempt, tuning, rng))
+            await sleep_until(stop, backoff_seconds(attempt, tuning, rng))
 
 
 async def _read_log(
@@ -134,6 +135,3 @@ async def _read_log(
     if lines:
         world.sink.feed_log(lines)
     world.sink.log_idle()
-
-
-# ---------------------------------------------------------------- entry point

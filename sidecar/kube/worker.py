@@ -33,7 +33,7 @@ import os
 import random
 from collections.abc import Callable, Coroutine, Mapping
 
-from sidecar.clock import Clock
+from sidecar.clock import Clock, sleep_until
 from sidecar.core.membership import KubeFacts
 from sidecar.kube.api import (
     KubeApi,
@@ -61,7 +61,6 @@ from sidecar.kube.world import (
     World,
     backoff_seconds,
     default_selector,
-    sleep_or_stop,
 )
 from sidecar.settings import Settings
 
@@ -131,7 +130,7 @@ async def _list_watch(
             world.fail(error.operation, error.code)
             world.publish()
             attempt += 1
-            await sleep_or_stop(stop, backoff_seconds(attempt, tuning, rng))
+            await sleep_until(stop, backoff_seconds(attempt, tuning, rng))
 
 
 async def _own_pod_task(
@@ -181,7 +180,6 @@ def _check_restart(world: World, pod: PodInfo) -> None:
     log.info("Keycloak container restarted", extra={"restart_count": container.restart_count})
     world.sink.container_restarted(container.restart_count, container.container_id, now)
     world.rearmed = True
-    world.restarts += 1
     world.notes.append(
         EventNote(
             "KeycloakRestarted",
@@ -234,7 +232,7 @@ async def _peers_task(world: World, api: KubeApi, stop: asyncio.Event, tuning: K
     )
 
 
-# ---------------------------------------------------------------- kill budget
+# ------------------------------------------------- verdict round: budget, Events, gate
 
 
 async def _verdicts_task(
@@ -256,7 +254,7 @@ async def _verdicts_task(
         await world.sink.wait_for_change(tuning.verdict_interval_seconds)
 
 
-# ---------------------------------------------------------------- log source
+# ---------------------------------------------------------------- entry point
 
 
 async def kube_worker(

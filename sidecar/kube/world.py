@@ -112,15 +112,6 @@ def backoff_seconds(attempt: int, tuning: KubeTuning, rng: random.Random) -> flo
     return step * rng.uniform(0.5, 1.0)
 
 
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, or return early when the worker stops."""
-    try:
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    except TimeoutError:
-        return
-
-
 def default_selector(labels: Mapping[str, str]) -> str:
     """The peer selector from the own pod's app labels ("" when it has none)."""
     keys = (
@@ -155,7 +146,6 @@ class World:
         self.slot = ""
         self.observed_at = clock.monotonic()
         self.notes: list[EventNote] = []
-        self.restarts = 0
 
     def ok(self, operation: str) -> None:
         now = self.clock.monotonic()
@@ -239,6 +229,3 @@ class World:
     def drop_peer(self, name: str) -> None:
         self.peers.pop(name, None)
         self.ready_at.pop(name, None)
-
-
-# ---------------------------------------------------------------- list + watch
