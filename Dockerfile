@@ -1,6 +1,6 @@
 # keycloak-sidecar image.
 #
-#   podman build -t keycloak-sidecar:0.1.0 .
+#   podman build -t registry.example.com/keycloak-sidecar:0.1.0 .    (the name k8s/ expects; see README)
 #   podman build --build-arg BASE_IMAGE=localhost/debian-py:bookworm .   (offline, see .ci/build-image.sh)
 #
 # Two stages: "build" turns the source tree and every dependency into wheels; the final
@@ -51,9 +51,11 @@ ENV PATH="/opt/keycloak-sidecar/bin:${PATH}" \
 USER 10001:10001
 EXPOSE 9095
 
-# Kubernetes ignores HEALTHCHECK (the pod's probes call /livez instead); it serves
-# plain docker/podman users, and it assumes the default --listen port 9095.
+# Kubernetes ignores HEALTHCHECK (it has its own probes); it serves plain docker/podman
+# users and asks the sidecar's OWN health, /healthz (its workers keep beating), never
+# /livez, which is Keycloak's verdict and 503 whenever Keycloak is broken.  It assumes the
+# default --listen port 9095.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:9095/livez', timeout=2)"]
+    CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:9095/healthz', timeout=2)"]
 
 ENTRYPOINT ["keycloak-sidecar"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the validators the manifest/alert tests need (tests/test_manifests.py,
-# tests/test_alerts.py) on a fresh Debian 12 machine, and print their versions.
+# tests/test_alerts.py) and the browser of tests/test_statuspage.py on a fresh Debian 12
+# machine, and print their versions.
 #
 #   bash .ci/install-tools.sh            # promtool/prometheus + the tools venv
 #   bash .ci/install-tools.sh --image    # also podman, buildah, debootstrap (.ci/build-image.sh)
@@ -48,6 +49,8 @@ apt_install() {
 # promtool ships in Debian's prometheus package (the server is used by the scrape test too).
 apt_install promtool prometheus
 apt_install prometheus prometheus
+# The status page is loaded in a real headless browser (tests/test_statuspage.py).
+apt_install chromium chromium
 if [[ $want_image -eq 1 ]]; then
     apt_install podman podman
     apt_install buildah buildah
@@ -75,6 +78,7 @@ fi
 
 # Versions, for the CI log.
 echo "promtool:   $(promtool --version 2>&1 | head -n1)"
+echo "chromium:   $(chromium --version 2>/dev/null | head -n1)"
 echo "kubectl:    $("$venv/bin/kubectl" version --client 2>&1 | head -n1)"
 echo "kustomize:  $("$venv/bin/kubectl" version --client 2>&1 | sed -n 2p)"
 echo "k8s-valid:  $("$venv/bin/python" -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"

@@ -2,7 +2,7 @@
 benchmark can run the sidecar with its Kubernetes side on: pod and peer watches, the
 kill-budget Lease, Events.
 
-    python benchmarks/kube_double.py DIR     # writes DIR/kubeconfig, prints its path, serves
+    PYTHONPATH=tests python benchmarks/kube_double.py DIR   # writes DIR/kubeconfig, prints its path
 
 The cluster holds two ready Keycloak pods, ``keycloak-0`` (the sidecar's own, namespace
 ``ns``) and ``keycloak-1``.  It serves until it is terminated.
@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from kubeapi import KubeApiDouble
+from kubeapi import KubeApiDouble  # tests/kubeapi.py: the suite runs this with tests/ on PYTHONPATH
 
 LABELS = {"app.kubernetes.io/name": "keycloak", "app.kubernetes.io/instance": "keycloak"}
 OWN_POD = "keycloak-0"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any
 
 from sidecar import __version__
 from sidecar.log.rules import Rule
@@ -25,13 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keycloak-sidecar",
         description="Health-monitoring sidecar for clustered Keycloak on Kubernetes. Without a "
-        "sub-command it runs the daemon. Every flag is also a SIDECAR_* environment variable.",
+        "sub-command it runs the daemon. Every flag is also a SIDECAR_* environment variable. "
+        "A DURATION is e.g. 250ms, 30s, 1m30s or 1h (a bare number is seconds).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--check-config",
         action="store_true",
-        help="validate the settings (and files they name), then exit 0 or 2",
+        help="validate the settings, the files they name and the rules file; report every "
+        "problem at once, then exit 0 or 2",
     )
     add_arguments(parser)
     sub = parser.add_subparsers(dest="command")
@@ -47,14 +52,29 @@ def _parser() -> argparse.ArgumentParser:
         "--rules-file",
         dest="analyze_rules_file",
         default=None,
-        help="extra classification rules (JSON)",
+        metavar="PATH",
+        help="extra classification rules (JSON), as the daemon's --rules-file",
     )
     demo = sub.add_parser(
         "demo",
         help="serve the endpoints while a bundled, real-lines replay "
         "of a two-replica Keycloak story plays",
     )
-    demo.add_argument("--listen", dest="demo_listen", default="127.0.0.1:9095")
+    demo.add_argument(
+        "--listen",
+        dest="demo_listen",
+        default="127.0.0.1:9095",
+        metavar="HOST:PORT",
+        help="first replica's sidecar address; the second uses the next port "
+        "(default 127.0.0.1:9095)",
+    )
+    demo.add_argument(
+        "--story",
+        choices=("2015", "26"),
+        default="2015",
+        help="2015: the WildFly-era Liquibase race with plain logs; 26: Keycloak 26 with JSON "
+        "logs (default 2015)",
+    )
     demo.add_argument(
         "--speed", type=float, default=1.0, help="replay speed factor (2 = twice as fast)"
     )
@@ -74,11 +94,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = _settings(args)
-        if args.command == "analyze" and args.analyze_rules_file:
-            settings = _with_rules(settings, args.analyze_rules_file)
-        _check_files(settings)
-        rules = _rules(settings)
+        settings, rules = _validated(args)
     except ConfigError as error:
         sys.stderr.write(f"keycloak-sidecar: {error}\n")
         return EXIT_CONFIG
@@ -101,29 +117,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from sidecar.tools.demo import run as run_demo
 
-        return run_demo(listen=args.demo_listen, speed=args.speed, keep_serving=args.keep_serving)
+        return run_demo(
+            story=args.story,
+            listen=args.demo_listen,
+            speed=args.speed,
+            keep_serving=args.keep_serving,
+        )
     from sidecar.runtime import main as run_daemon
 
     return run_daemon(settings, rules)
 
 
-def _check_files(settings: Settings) -> None:
-    problems = check_files(settings)
-    if problems:
+def _validated(args: argparse.Namespace) -> tuple[Settings, tuple[Rule, ...]]:
+    """Settings, files and rules checked together: one ``ConfigError`` lists every problem."""
+    problems: list[str] = []
+    settings: Settings | None = None
+    try:
+        settings = _settings(args)
+        values: Mapping[str, Any] = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    except ConfigError as error:
+        problems.extend(error.problems)
+        values = error.values
+    if args.command == "analyze" and args.analyze_rules_file:
+        values = {**values, "rules_file": args.analyze_rules_file}
+        if settings is not None:
+            settings = dataclasses.replace(settings, rules_file=args.analyze_rules_file)
+    problems.extend(check_files(values))
+    rules: tuple[Rule, ...] = ()
+    try:
+        rules = _rules(values.get("rules_file", ""))
+    except ConfigError as error:
+        problems.extend(error.problems)
+    if problems or settings is None:
         raise ConfigError(problems)
+    return settings, rules
 
 
-def _with_rules(settings: Settings, path: str) -> Settings:
-    import dataclasses
-
-    return dataclasses.replace(settings, rules_file=path)
-
-
-def _rules(settings: Settings) -> tuple[Rule, ...]:
+def _rules(rules_file: str) -> tuple[Rule, ...]:
     from sidecar.log.rules import RuleError, builtin_rules, load_rules_file
 
     try:
-        user = load_rules_file(settings.rules_file) if settings.rules_file else ()
+        user = load_rules_file(rules_file) if rules_file else ()
     except RuleError as error:
         raise ConfigError(error.problems) from error
     # user rules first: they can refine or silence built-in ones

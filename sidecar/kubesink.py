@@ -7,23 +7,28 @@ import logging
 from sidecar.clock import sleep_until
 from sidecar.context import Context
 from sidecar.core.membership import KubeFacts
+from sidecar.ingest import LineSink
 from sidecar.kube.worker import VerdictView
 
 log = logging.getLogger(__name__)
 
 
 class CoreSink:
-    """Stores Kubernetes facts in the state and hands verdicts back."""
+    """Stores Kubernetes facts in the state (then runs the core step) and hands verdicts
+    back; the container's log goes through the one ingest door."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, lines: LineSink) -> None:
         self._ctx = ctx
+        self._lines = lines
         self._changed = ctx.changes.subscribe()
 
     async def wait_for_change(self, timeout_seconds: float) -> None:
+        self._ctx.beat("kube-worker")  # called once per round of the kube verdict loop
         await sleep_until(self._changed, timeout_seconds, clear=True)
 
     def update_kube(self, facts: KubeFacts) -> None:
         self._ctx.state.update_kube(facts)
+        self._ctx.verdicts()
 
     def container_restarted(self, restart_count: int, container_id: str, now: float) -> None:
         if self._ctx.state.rearm(now, "container_restart"):
@@ -31,6 +36,7 @@ class CoreSink:
                 "Keycloak container restarted: boot state re-armed",
                 extra={"restart_count": restart_count, "boot": self._ctx.state.boot.number},
             )
+            self._ctx.verdicts()
 
     def current_verdicts(self) -> VerdictView:
         verdicts = self._ctx.verdicts()
@@ -44,7 +50,7 @@ class CoreSink:
             kill_deferred=verdicts.kill_deferred,
             ready_reason=ready_reasons[0] if ready_reasons else "",
             membership=verdicts.membership,
-            db_unavailable="db_unavailable" in ready_reasons,
+            db_unavailable=verdicts.db_down,
         )
 
     def count_api_error(self, operation: str, code: str) -> None:
@@ -52,11 +58,7 @@ class CoreSink:
         errors[(operation, code)] = errors.get((operation, code), 0) + 1
 
     def feed_log(self, chunk: bytes) -> None:
-        ctx = self._ctx
-        now = ctx.clock.monotonic()
-        ctx.pipeline.feed(chunk, now)
-        ctx.state.last_line_at = now
-        ctx.state.log_present = ctx.state.log_caught_up = True
+        self._lines.feed(chunk)
 
     def log_idle(self) -> None:
-        self._ctx.pipeline.flush(self._ctx.clock.monotonic())
+        self._lines.idle()

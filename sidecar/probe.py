@@ -2,8 +2,11 @@
 
 The probe is an edge: it does I/O and classifies what happened, but decides nothing about
 health and never touches shared state.  Network trouble never raises; it becomes an error
-class on the result (``timeout``, ``refused``, ``connection``, ``tls``, ``http_status``,
-``body``).  It logs nothing: the caller logs transitions, not every probe.
+class on the result (``timeout``, ``refused``, ``connection``, ``tls``, ``transfer``,
+``http_status``, ``body``).  Only a complete answer is evidence about Keycloak: a failure
+status (``http_status``) or a parsed health body saying DOWN (``body``); a transfer broken
+after the status line (reset, short body) is ``transfer``, "unknown" like a timeout.  It
+logs nothing: the caller logs transitions, not every probe.
 
 Keycloak 17+ answers ``/health/*`` with a SmallRye health body
 (``{"status": "UP"|"DOWN", "checks": [...]}``); the WildFly era has no health endpoint and
@@ -146,7 +149,7 @@ def _classify_exception(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "refused" if _is_refusal(exc.os_error) else "connection"
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return "body"
+        return "transfer"
     return "connection"
 
 

@@ -19,8 +19,10 @@ from sidecar.clock import Clock, SystemClock, sleep_until
 from sidecar.context import Context
 from sidecar.core.events import ProbeResult
 from sidecar.core.health import TransitionTracker
+from sidecar.core.redact import redacted_url
 from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
+from sidecar.ingest import LineSink
 from sidecar.log.pipeline import Pipeline
 from sidecar.log.rules import Rule
 from sidecar.log.source import StdinReader
@@ -111,18 +113,21 @@ async def serve(
             loop.add_signal_handler(signum, daemon.request_stop)
     from sidecar.http.app import create_app
     from sidecar.http.metrics import observe_probe, register_all
+    from sidecar.http.server import CappedSite, ServerLimits, make_runner
 
     metrics = register_all(ctx)
-    runner = web.AppRunner(
+    runner = make_runner(
         create_app(ctx),
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        ServerLimits(
+            idle_timeout_seconds=settings.http_idle_timeout_seconds,
+            max_connections=settings.http_max_connections,
+            shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_SECONDS,
+        ),
     )
     await runner.setup()
     try:
         host, port = settings.listen
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = CappedSite(runner, host, port, settings.http_max_connections)
         try:
             await site.start()
         except OSError as error:  # only the bind: a worker's OSError is a crash of its own
@@ -135,7 +140,7 @@ async def serve(
                 "version": __version__,
                 "log_source": settings.log_source,
                 "log_file": settings.log_file,
-                "keycloak_url": settings.keycloak_url or "(not probed)",
+                "keycloak_url": redacted_url(settings.keycloak_url) or "(not probed)",
             },
         )
         housekeeping.settle()
@@ -156,8 +161,8 @@ def _bound_port(runner: web.AppRunner) -> int | None:
 async def _run_workers(
     ctx: Context, stop: asyncio.Event, record_probe: Callable[[ProbeResult], None]
 ) -> None:
-    recovered = asyncio.Event()
     settings = ctx.settings
+    lines = LineSink(ctx, replay=settings.log_source == "file")
     async with contextlib.AsyncExitStack() as stack:
         session = await stack.enter_async_context(
             aiohttp.ClientSession(
@@ -168,25 +173,25 @@ async def _run_workers(
             "verdict-worker": lambda: verdict_worker(ctx, stop, VERDICT_INTERVAL_SECONDS),
         }
         if settings.log_source == "file":
-            tailer = _make_tailer(ctx, recovered, stack)
+            tailer = _make_tailer(ctx, lines, stack)
             jobs["tail-worker"] = lambda: tailer.run(stop)
-        else:
-            recovered.set()
+        # probe results and Kubernetes facts are on the monotonic clock: they wait for the
+        # replayed history to be moved onto it
         if settings.probe_targets():
             prober = Prober(ctx, record_probe, _ssl_context(settings))
             jobs["probe-worker"] = lambda: _after(
-                recovered, stop, lambda: prober.run(stop, session)
+                lines.replayed, stop, lambda: prober.run(stop, session)
             )
         if not settings.no_kubernetes:
-            jobs["kube-worker"] = lambda: _after(recovered, stop, lambda: _kube(ctx, stop))
+            jobs["kube-worker"] = lambda: _after(
+                lines.replayed, stop, lambda: _kube(ctx, lines, stop)
+            )
         async with asyncio.TaskGroup() as group:
             for name, job in jobs.items():
                 group.create_task(_guard(name, job, stop), name=name)
 
 
-def _make_tailer(
-    ctx: Context, recovered: asyncio.Event, stack: contextlib.AsyncExitStack
-) -> Tailer:
+def _make_tailer(ctx: Context, lines: LineSink, stack: contextlib.AsyncExitStack) -> Tailer:
     from sidecar.log.source import LogFile
     from sidecar.log.watch import FileWatcher
 
@@ -203,7 +208,7 @@ def _make_tailer(
         stack.callback(waiter.close)
     stack.callback(source.close)
     ctx.source = source
-    return Tailer(ctx, source, waiter, recovered)  # type: ignore[arg-type]
+    return Tailer(ctx, source, waiter, lines)  # type: ignore[arg-type]
 
 
 class _StdinWaiter:
@@ -230,7 +235,7 @@ class _StdinWaiter:
 async def _after(
     event: asyncio.Event, stop: asyncio.Event, job: Callable[[], Awaitable[None]]
 ) -> None:
-    """Start ``job`` once ``event`` is set (the log replay finished), unless stopping."""
+    """Start ``job`` once ``event`` is set (``LineSink.replayed``), unless stopping."""
     while not event.is_set():
         if stop.is_set():
             return
@@ -252,8 +257,9 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     )
 
 
-async def _kube(ctx: Context, stop: asyncio.Event) -> None:
+async def _kube(ctx: Context, lines: LineSink, stop: asyncio.Event) -> None:
     from sidecar.kube.worker import kube_worker
     from sidecar.kubesink import CoreSink
 
-    await kube_worker(settings=ctx.settings, sink=CoreSink(ctx), clock=ctx.clock, stop=stop)
+    sink = CoreSink(ctx, lines)
+    await kube_worker(settings=ctx.settings, sink=sink, clock=ctx.clock, stop=stop)

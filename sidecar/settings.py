@@ -15,18 +15,28 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sidecar.core.health import Policy
+from sidecar.core.redact import redacted_url
 
 
 class ConfigError(Exception):
-    """One or more settings are invalid; ``problems`` lists each one."""
+    """One or more settings are invalid; ``problems`` lists each one.
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    ``values`` holds the settings that did parse, so that files they name can still be
+    checked and every problem reported at once.
+    """
+
+    def __init__(self, problems: Sequence[str], values: Mapping[str, Any] | None = None) -> None:
         self.problems = tuple(problems)
+        self.values: Mapping[str, Any] = values or {}
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_URL = re.compile(r"^https?://(?:[^@/\s]*@)?(\[[^\]/]+\]|[^:/\s]+)(?::(\d+))?(?:/|$)")
+#: hosts by which a URL can reach the sidecar itself (0.0.0.0 connects to the local host)
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})  # noqa: S104
 _RESERVED_PORTS = {
     8080: "Keycloak HTTP",
     8443: "Keycloak HTTPS",
@@ -38,11 +48,18 @@ _RESERVED_PORTS = {
 
 
 def parse_duration(text: str) -> float:
-    """``"90"``, ``"90s"``, ``"250ms"``, ``"2m"``, ``"1h"`` -> seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 250ms, 30s, 2m, 1h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """``"90"``, ``"90s"``, ``"250ms"``, ``"2m"``, ``"1m30s"``, ``"1h"`` -> seconds.
+
+    Units combine largest first as in Kubernetes and Go (``1h30m``, ``1m30s``); a bare
+    number is seconds.
+    """
+    compact = "".join(text.split())
+    if _NUMBER.fullmatch(compact):
+        return float(compact)
+    parts = _DURATION_PART.findall(compact)
+    if not parts or "".join(number + unit for number, unit in parts) != compact:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 250ms, 30s, 1m30s, 1h)")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
 def parse_bool(text: str) -> bool:
@@ -72,15 +89,22 @@ def _positive(value: float) -> float:
     return value
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"not a whole number: {text!r}") from None
+
+
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 0:
         raise ValueError("must not be negative")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value <= 0:
         raise ValueError("must be greater than zero")
     return value
@@ -97,9 +121,23 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 
 def _url_or_empty(text: str) -> str:
     text = text.strip().rstrip("/")
-    if text and not re.match(r"^https?://[^/\s]+", text):
-        raise ValueError(f"not an http(s) URL: {text!r}")
+    if not text:
+        return text
+    match = _URL.match(text)
+    if match is None:
+        raise ValueError(f"not an http(s) URL: {redacted_url(text)!r}")
+    if match.group(2) is not None and not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"port out of range: {int(match.group(2))}")
     return text
+
+
+def url_host_port(url: str) -> tuple[str, int]:
+    """Host and port of a URL accepted by ``_url_or_empty`` (default 80 or 443)."""
+    match = _URL.match(url)
+    if match is None:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    default = 443 if url.startswith("https:") else 80
+    return match.group(1).strip("[]"), int(match.group(2) or default)
 
 
 def _path(text: str) -> str:
@@ -142,7 +180,9 @@ SPECS: tuple[Spec, ...] = (
         "log_source",
         _choice("file", "kubernetes"),
         "file",
-        "where Keycloak's log comes from: a file (shared volume) or the Kubernetes API",
+        "where Keycloak's log comes from: a file (shared volume, or standard input with "
+        "--log-file=-) or the Kubernetes API",
+        "{file,kubernetes}",
     ),
     Spec(
         "log_file",
@@ -265,10 +305,42 @@ SPECS: tuple[Spec, ...] = (
         "HOST:PORT",
     ),
     Spec(
+        "http_idle_timeout_seconds",
+        _duration,
+        "5s",
+        "a connection to the endpoints with no request in progress (idle keep-alive, headers "
+        "never finished) is closed after this",
+        "DURATION",
+    ),
+    Spec(
+        "http_max_connections",
+        _positive_int,
+        "512",
+        "open connections to the endpoints at most; a new one closes the oldest idle one, so "
+        "the kubelet's probes always get in",
+        "COUNT",
+    ),
+    Spec(
+        "http_cache_seconds",
+        _duration,
+        "1s",
+        "/metrics and /status bodies are reused this long unless the state or the log input "
+        "changed (a scrape storm cannot starve the probes)",
+        "DURATION",
+    ),
+    Spec(
         "log_level",
         _choice("debug", "info", "warning", "error"),
         "info",
         "the sidecar's own log level (JSON lines on stderr)",
+        "{debug,info,warning,error}",
+    ),
+    Spec(
+        "worker_stall_timeout_seconds",
+        _duration,
+        "45s",
+        "a worker without progress for this long fails /healthz (the sidecar's own liveness)",
+        "DURATION",
     ),
     # --- Kubernetes
     Spec(
@@ -363,7 +435,11 @@ class Settings:
     degraded_hold_seconds: float
     db_down_hold_seconds: float
     listen: tuple[str, int]
+    http_idle_timeout_seconds: float
+    http_max_connections: int
+    http_cache_seconds: float
     log_level: str
+    worker_stall_timeout_seconds: float
     no_kubernetes: bool
     kubeconfig: str
     keycloak_container: str
@@ -433,39 +509,95 @@ def load_settings(args: Mapping[str, str | None], environ: Mapping[str, str]) ->
             values[spec.name] = spec.parse(raw)
         except ValueError as error:
             problems.append(f"{origin}={raw!r}: {error}")
-    if problems:
-        raise ConfigError(problems)
     problems.extend(_cross_checks(values))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, values)
     return Settings(**values)
 
 
+_CROSS_CHECKS: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
+    (
+        ("probe_timeout_seconds", "probe_interval_seconds"),
+        lambda timeout, interval: timeout > interval,
+        "--probe-timeout must not exceed --probe-interval",
+    ),
+    (
+        (
+            "worker_stall_timeout_seconds",
+            "probe_interval_seconds",
+            "probe_timeout_seconds",
+            "log_poll_interval_seconds",
+        ),
+        lambda stall, interval, timeout, poll: stall <= max(interval + timeout, poll),
+        "--worker-stall-timeout must exceed a worker's longest healthy round"
+        " (--probe-interval + --probe-timeout, --log-poll-interval)",
+    ),
+    (
+        ("probe_insecure_skip_verify", "probe_ca_file"),
+        lambda skip, ca_file: bool(skip and ca_file),
+        "--probe-ca-file and --probe-insecure-skip-verify exclude each other",
+    ),
+    (
+        ("log_source", "no_kubernetes"),
+        lambda source, off: source == "kubernetes" and off,
+        "--log-source kubernetes needs the Kubernetes side (--no-kubernetes set)",
+    ),
+    (
+        ("log_source", "log_file"),
+        lambda source, path: source == "file" and not path,
+        "--log-file is empty",
+    ),
+    (
+        ("startup_deadline_seconds", "progress_timeout_seconds"),
+        lambda deadline, progress: deadline < progress,
+        "--startup-deadline must not be shorter than --progress-timeout",
+    ),
+)
+
+
 def _cross_checks(values: Mapping[str, Any]) -> list[str]:
-    problems = []
-    if values["probe_timeout_seconds"] > values["probe_interval_seconds"]:
-        problems.append("--probe-timeout must not exceed --probe-interval")
-    if values["probe_insecure_skip_verify"] and values["probe_ca_file"]:
-        problems.append("--probe-ca-file and --probe-insecure-skip-verify exclude each other")
-    if values["log_source"] == "kubernetes" and values["no_kubernetes"]:
-        problems.append("--log-source kubernetes needs the Kubernetes side (--no-kubernetes set)")
-    if values["log_source"] == "file" and not values["log_file"]:
-        problems.append("--log-file is empty")
-    if values["startup_deadline_seconds"] < values["progress_timeout_seconds"]:
-        problems.append("--startup-deadline must not be shorter than --progress-timeout")
+    """Checks between settings; one whose inputs did not parse is skipped (already reported)."""
+    problems = [
+        message
+        for names, fails, message in _CROSS_CHECKS
+        if all(name in values for name in names) and fails(*(values[name] for name in names))
+    ]
+    if "keycloak_url" in values and "listen" in values:
+        problems.extend(_probes_itself(values["keycloak_url"], values["listen"]))
     return problems
 
 
-def check_files(settings: Settings) -> list[str]:
-    """Problems with files the settings name (readable CA file, rules file, kubeconfig)."""
+def _probes_itself(keycloak_url: str, listen: tuple[str, int]) -> list[str]:
+    if not keycloak_url:
+        return []
+    host, port = url_host_port(keycloak_url)
+    listen_host, listen_port = listen
+    same_host = host in _LOOPBACK_HOSTS or host == listen_host
+    if port != listen_port or not same_host:
+        return []
+    return [
+        f"--keycloak-url={keycloak_url!r} is the sidecar's own --listen address "
+        f"(port {listen_port}): it would probe itself, not Keycloak"
+    ]
+
+
+def check_files(values: Settings | Mapping[str, Any]) -> list[str]:
+    """Problems with files the settings name: readable CA file, rules file and kubeconfig;
+    a log file that is a directory.  Takes ``Settings`` or the values that parsed."""
+    if isinstance(values, Settings):
+        values = {f.name: getattr(values, f.name) for f in fields(Settings)}
     problems = []
-    for label, path in (
-        ("--probe-ca-file", settings.probe_ca_file),
-        ("--rules-file", settings.rules_file),
-        ("--kubeconfig", settings.kubeconfig),
+    for label, name in (
+        ("--probe-ca-file", "probe_ca_file"),
+        ("--rules-file", "rules_file"),
+        ("--kubeconfig", "kubeconfig"),
     ):
+        path = values.get(name, "")
         if path and not os.access(path, os.R_OK):
             problems.append(f"{label}={path!r}: file is missing or not readable")
+    log_file = values.get("log_file", "")
+    if values.get("log_source") == "file" and log_file != "-" and os.path.isdir(log_file):
+        problems.append(f"--log-file={log_file!r}: is a directory, not a log file")
     return problems
 
 

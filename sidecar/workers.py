@@ -18,6 +18,7 @@ import aiohttp
 from sidecar.clock import sleep_until
 from sidecar.context import Context
 from sidecar.core.events import ProbeResult
+from sidecar.ingest import LineSink
 from sidecar.log.source import DEFAULT_POLL_MAX_BYTES
 from sidecar.probe import probe_http
 
@@ -47,76 +48,62 @@ class Waiter(Protocol):
 
 
 class Tailer:
-    """Feeds the pipeline from a source; first replays the existing file (log time)."""
+    """Reads a source (a file like ``tail -F``, or standard input) into the ingest door.
 
-    def __init__(
-        self, ctx: Context, source: Source, waiter: Waiter, recovered: asyncio.Event
-    ) -> None:
+    A file's existing content is history: the door replays it in log time and ends the
+    replay once the source is caught up (``LineSink``)."""
+
+    def __init__(self, ctx: Context, source: Source, waiter: Waiter, sink: LineSink) -> None:
         self._ctx = ctx
         self._source = source
         self._waiter = waiter
-        self._recovered = recovered
-        self._replayed_any = False
+        self._sink = sink
         self._was_present: bool | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         poll_seconds = self._ctx.settings.log_poll_interval_seconds
         since_yield = 0
         while not stop.is_set():
-            chunk = self._source.poll(DEFAULT_POLL_MAX_BYTES)
-            if chunk:
-                self._feed(chunk)
-                since_yield += len(chunk)
-                if since_yield >= _YIELD_EVERY_BYTES or self._recovered.is_set():
+            self._ctx.beat("tail-worker")
+            fed = self.pump()
+            if fed:
+                since_yield += fed
+                if since_yield >= _YIELD_EVERY_BYTES or not self._sink.replaying:
                     since_yield = 0
                     await asyncio.sleep(0)
                 continue
-            self._note_presence()
-            if not self._recovered.is_set() and self._source.caught_up:
-                self._finish_recovery()
-            if self._ctx.pipeline.has_pending and self._recovered.is_set():
+            self.settle()
+            if self._ctx.pipeline.has_pending and not self._sink.replaying:
                 await self._waiter.wait(FLUSH_AFTER_SECONDS)
-                chunk = self._source.poll(DEFAULT_POLL_MAX_BYTES)
-                if chunk:
-                    self._feed(chunk)
-                else:
-                    self._ctx.pipeline.flush(self._ctx.clock.monotonic())
+                self.after_quiet()
                 continue
             await self._waiter.wait(poll_seconds)
 
-    def _feed(self, chunk: bytes) -> None:
-        ctx = self._ctx
-        now = ctx.clock.monotonic()
-        if self._recovered.is_set():
-            ctx.pipeline.feed(chunk, now)
-        else:
-            if not self._replayed_any:
-                self._replayed_any = True
-                # history is replayed in log time: its origin until the first timestamp
-                ctx.state.boot.started_at = 0.0
-            ctx.pipeline.feed(chunk, None)
-        ctx.state.last_line_at = now
+    def pump(self) -> int:
+        """Read once from the source into the door; the number of bytes fed."""
+        chunk = self._source.poll(DEFAULT_POLL_MAX_BYTES)
+        if chunk:
+            self._sink.feed(chunk)
+        return len(chunk)
 
-    def _finish_recovery(self) -> None:
-        """Map the replayed history from log time onto the monotonic clock."""
-        ctx = self._ctx
-        if self._replayed_any:
-            ctx.pipeline.flush(None)
-            last = ctx.pipeline.last_log_time or 0.0
+    def settle(self) -> None:
+        """Nothing more to read now: note the source's presence; a caught-up source ends
+        the replay."""
+        self._note_presence()
+        if self._sink.replaying and self._source.caught_up:
             mtime = self._source.mtime_wall
-            age = max(0.0, ctx.clock.wall() - mtime) if mtime is not None else 0.0
-            ctx.state.shift_times(ctx.clock.monotonic() - age - last)
-            ctx.state.last_line_at = ctx.clock.monotonic() - age
-        ctx.state.log_caught_up = True
-        self._recovered.set()
-        log.info(
-            "Log replay finished",
-            extra={"lines": ctx.pipeline.lines_total, "boot": ctx.state.boot.number},
-        )
+            age = max(0.0, self._ctx.clock.wall() - mtime) if mtime is not None else 0.0
+            self._sink.end_replay(age)
+
+    def after_quiet(self) -> None:
+        """``FLUSH_AFTER_SECONDS`` passed: with still nothing new, the record held back is
+        complete."""
+        if not self.pump():
+            self._sink.idle()
 
     def _note_presence(self) -> None:
         present = self._source.present
-        self._ctx.state.log_present = present
+        self._sink.present(present)
         if present != self._was_present:
             self._was_present = present
             if present:
@@ -143,13 +130,14 @@ class Prober:
         settings = self._ctx.settings
         targets = settings.probe_targets()
         while not stop.is_set():
+            self._ctx.beat("probe-worker")
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(self._probe(session, name, url), name=f"probe-{name}")
                     for name, url in targets.items()
                 ]
             for task in tasks:
-                self._record(task.result())
+                self.record(task.result())
             await sleep_until(stop, settings.probe_interval_seconds)
 
     async def _probe(self, session: aiohttp.ClientSession, name: str, url: str) -> ProbeResult:
@@ -162,8 +150,10 @@ class Prober:
             ssl_context=self._ssl_context,
         )
 
-    def _record(self, result: ProbeResult) -> None:
+    def record(self, result: ProbeResult) -> None:
+        """Store one result, count it, run the core step."""
         self._ctx.state.record_probe(result, result.observed_at)
+        self._ctx.verdicts()
         self._record_metrics(result)
         previous = self._last_ok.get(result.target)
         if previous != result.ok:
@@ -180,27 +170,26 @@ class Prober:
 
 
 async def verdict_worker(ctx: Context, stop: asyncio.Event, interval_seconds: float) -> None:
-    """Track verdict transitions (log them) and carry membership evidence forward, on every
-    state change and at least every ``interval_seconds`` (deadlines pass without a change);
-    one last observation at stop, so the final transitions are in the log.  Each round also
-    lets the housekeeper give memory back after a burst of log.  Waking only on change keeps
-    an idle sidecar at one wake-up a second here (the cost of idling is its wake-ups)."""
+    """Run the core step at least every ``interval_seconds`` (deadlines pass without a
+    state change) and log the verdict transitions it found, on every state change too;
+    one last round at stop, so the final transitions are in the log.  Each round also lets
+    the housekeeper give memory back after a burst of log.  Waking only on change keeps an
+    idle sidecar at one wake-up a second here (the cost of idling is its wake-ups)."""
     changed = ctx.changes.subscribe()
     while True:
-        observe_verdicts(ctx)
+        ctx.beat("verdict-worker")
+        ctx.verdicts()
+        log_transitions(ctx)
         if stop.is_set():
             return
         ctx.housekeeper.observe(ctx.pipeline.bytes_total, ctx.clock.monotonic())
         await sleep_until(changed, interval_seconds, clear=True)
 
 
-def observe_verdicts(ctx: Context) -> None:
-    now = ctx.clock.monotonic()
-    verdicts = ctx.verdicts()
-    membership = verdicts.membership
-    evidence = membership is not None and not membership.ok and not membership.unknown
-    ctx.state.set_membership_evidence(membership.since if evidence and membership else None)
-    for change in ctx.tracker.observe(verdicts, now):
+def log_transitions(ctx: Context) -> None:
+    """Log (and forget) the transitions the core step recorded."""
+    while ctx.transitions:
+        change, verdicts = ctx.transitions.popleft()
         verdict = getattr(verdicts, change.verdict)
         log.info(
             "Verdict changed",

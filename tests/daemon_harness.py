@@ -1,8 +1,10 @@
-"""The daemon's objects built the way the runtime builds them, for metrics and web tests.
+"""The daemon's own objects, for metrics and web tests: no copy of the runtime's glue.
 
-``Harness`` holds a real ``LogFile`` on a temporary file as the log source, the built-in rules,
-a fresh ``CollectorRegistry`` and a ``ManualClock``; it appends lines to the file, polls it,
-feeds the pipeline and lets the tracker observe the verdicts, as the tail worker would.
+``Harness`` holds the context ``runtime.build_context`` builds (built-in rules, a fresh
+``CollectorRegistry``, a ``ManualClock``), a real ``LogFile`` on a temporary file read by
+the real ``Tailer`` through the real ingest door (``LineSink``), and the real ``Prober``'s
+recording step.  Only the waiting is left out: the test says when the tail worker's and
+the probe worker's turns come.
 """
 
 from __future__ import annotations
@@ -10,20 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from sidecar.clock import ManualClock
 from sidecar.context import Context
 from sidecar.core.events import HealthCheck, ProbeResult
-from sidecar.core.health import Policy, TransitionTracker, Verdicts
+from sidecar.core.health import Verdicts
 from sidecar.core.membership import KubeFacts, PeerPod
-from sidecar.core.state import MonitorState
-from sidecar.housekeeping import Housekeeper
+from sidecar.core.state import ProbeTrack
 from sidecar.http.metrics import Metrics, observe_probe, register_all
-from sidecar.log.pipeline import Pipeline
+from sidecar.ingest import LineSink
+from sidecar.kubesink import CoreSink
 from sidecar.log.rules import builtin_rules
 from sidecar.log.source import LogFile
+from sidecar.runtime import build_context
 from sidecar.settings import load_settings
+from sidecar.workers import Prober, Tailer
 
 P = "keycloak_sidecar_"
 START_SECONDS = 1000.0
@@ -59,6 +61,13 @@ BOOT_MARKER_LINE = (
     "2024-12-07 17:51:52,311 INFO  [org.infinispan.remoting.transport.jgroups.JGroupsTransport] "
     "(keycloak-cache-init) ISPN000078: Starting JGroups channel `ISPN` with stack `kubernetes`"
 )
+#: a later view of the same cluster without the peer (this replica alone)
+ALONE_VIEW_LINE = (
+    "2015-04-02T09:31:02.020412200Z 09:31:02,011 INFO  "
+    "[org.infinispan.remoting.transport.jgroups.JGroupsTransport] (Incoming-1,shared=udp) "
+    "ISPN000094: Received new cluster view: [keycloak-controller-559a8/keycloak|2] (1) "
+    "[keycloak-controller-559a8/keycloak]"
+)
 #: fragments of the Liquibase line that must never leave the sidecar
 RAW_FRAGMENTS = ("ALTER TABLE", "EVENT_ENTITY", "sthorger", "jpa-changelog", "does not exist")
 
@@ -70,32 +79,38 @@ class Harness:
     log_path: Path
     source: LogFile
     metrics: Metrics
+    tailer: Tailer
+    prober: Prober
+    kube_sink: CoreSink
 
     def write_log(self, *lines: str) -> None:
-        """Append lines to the log file and let the pipeline read them (the tail worker)."""
+        """Append lines to the log file and give the tail worker its turn: read all there is,
+        then the quiet that completes the last record."""
         with self.log_path.open("ab") as log:
             log.write("".join(line + "\n" for line in lines).encode())
-        now = self.clock.monotonic()
-        self.ctx.pipeline.feed(self.source.poll(), now)
-        self.ctx.pipeline.flush(now)
-        self.ctx.state.log_present = self.source.present
-        self.ctx.state.log_caught_up = self.source.caught_up
-        self.ctx.state.last_line_at = now
-        self.observe()
+        self.tail()
+
+    def tail(self) -> None:
+        """One turn of the tail worker with nothing left to read at its end."""
+        while self.tailer.pump():
+            pass
+        self.tailer.settle()
+        self.tailer.after_quiet()
 
     def probe(self, target: str, *, error: str = "", latency_seconds: float = 0.004) -> None:
         """Record one probe result (the probe worker)."""
         now = self.clock.monotonic()
-        result = probe_result(target, error=error, latency_seconds=latency_seconds, at=now)
-        self.ctx.state.record_probe(result, now)
-        observe_probe(self.metrics, result)
-        self.observe()
+        self.prober.record(
+            probe_result(target, error=error, latency_seconds=latency_seconds, at=now)
+        )
+
+    def kube(self, facts: KubeFacts) -> None:
+        """The Kubernetes worker publishes its facts (through the core's ``KubeSink``)."""
+        self.kube_sink.update_kube(facts)
 
     def observe(self) -> Verdicts:
-        """What the runtime does after every change: let the tracker see the verdicts."""
-        verdicts = self.ctx.verdicts()
-        self.ctx.tracker.observe(verdicts, self.clock.monotonic())
-        return verdicts
+        """The core step (what every writer runs after a change)."""
+        return self.ctx.verdicts()
 
     def sample(self, name: str, **labels: str) -> float | None:
         return self.ctx.registry.get_sample_value(P + name, labels)
@@ -127,25 +142,36 @@ def make_harness(
     environ: dict[str, str] | None = None,
 ) -> Harness:
     clock = ManualClock(start=START_SECONDS, wall_offset=WALL_AT_START - START_SECONDS)
-    state = MonitorState(clock.monotonic(), probe_targets=probe_targets)
     log_path = tmp_path / "keycloak.log"
     log_path.write_bytes(b"")
-    source = LogFile(str(log_path), max_line_bytes=max_line_bytes)
-    ctx = Context(
-        settings=load_settings({}, environ or {}),
-        clock=clock,
-        state=state,
-        policy=Policy(),
-        pipeline=Pipeline(builtin_rules(), state, max_record_lines=max_record_lines),
-        registry=CollectorRegistry(auto_describe=True),  # as the runtime builds it
-        tracker=TransitionTracker(clock.monotonic()),
-        housekeeper=Housekeeper(clock.monotonic()),
-        source=source,
+    settings = load_settings(
+        {
+            "log_file": str(log_path),
+            "log_max_line_bytes": str(max_line_bytes),
+            "log_max_record_lines": str(max_record_lines),
+        },
+        environ or {},
     )
-    harness = Harness(ctx, clock, log_path, source, register_all(ctx))
-    source.poll()  # open the (empty) file as the tail worker's first poll does
+    ctx = build_context(settings, builtin_rules(), clock)
+    # the targets a test names (the settings would enable all three)
+    ctx.state.probes = {target: ProbeTrack() for target in probe_targets}
+    source = LogFile(str(log_path), max_line_bytes=max_line_bytes)
+    ctx.source = source
+    metrics = register_all(ctx)
+    lines = LineSink(ctx, replay=True)
+    tailer = Tailer(ctx, source, _NoWaiting(), lines)
+    prober = Prober(ctx, lambda result: observe_probe(metrics, result), None)
+    harness = Harness(ctx, clock, log_path, source, metrics, tailer, prober, CoreSink(ctx, lines))
+    harness.tail()  # the empty file is read and caught up: the replay ends at once
     harness.observe()
     return harness
+
+
+class _NoWaiting:
+    """The tail worker's waiter; the harness never lets it wait."""
+
+    async def wait(self, timeout_seconds: float | None = None) -> None:
+        raise AssertionError("the harness drives the tailer's turns itself")
 
 
 def kube_facts(*, kill_slot_held: bool = False, budget_enabled: bool = True) -> KubeFacts:

@@ -54,6 +54,8 @@ class Behaviour:
     """Send the headers and the first body byte, then stall until released."""
     drop: bool = False
     """Close the connection without any answer."""
+    reset_body: bool = False
+    """Send the status line, the headers and half the body, then reset the connection."""
 
 
 def _health(status: str, checks: Mapping[str, str], failing_since: Mapping[str, str]) -> bytes:
@@ -118,6 +120,12 @@ def raw(code: int, body: bytes, content_type: str = JSON) -> Behaviour:
 def stall_body() -> Behaviour:
     """Headers arrive, the body never completes until released."""
     return Behaviour(body=b"{}", stall_body=True)
+
+
+def reset_after_status(code: int = 200) -> Behaviour:
+    """``200 OK`` and half a body, then a reset: a broken transfer, not an answer."""
+    body = b'{"status": "UP", "checks": []}'
+    return Behaviour(status=code, body=body, reset_body=True)
 
 
 def drop() -> Behaviour:
@@ -244,8 +252,15 @@ async def _answer(
     behaviour: Behaviour,
     release: asyncio.Event,
 ) -> None:
+    if behaviour.reset_body:
+        response.content_length = len(behaviour.body)
     await response.prepare(request)
     body = behaviour.body
+    if behaviour.reset_body:
+        await response.write(body[: len(body) // 2])
+        assert request.transport is not None
+        request.transport.abort()
+        return
     if behaviour.stall_body:
         await response.write(body[:1])
         await release.wait()

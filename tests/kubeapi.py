@@ -7,15 +7,19 @@ talk to it through a kubeconfig:
   and ``fieldSelector=metadata.name=..``; one monotonic ``resourceVersion`` counter; a watch
   replays history after its version, turns selector changes into ADDED/DELETED, sends
   BOOKMARKs when asked, ends after ``timeoutSeconds``; a version older than the
-  compaction point gets an ERROR event with code 410 (watch) or HTTP 410 (list);
+  compaction point (``compact()``: the version left the server's watch window, as after
+  an etcd compaction and a restart) gets an ERROR event with code 410 (watch) or HTTP 410
+  (list with ``resourceVersionMatch=Exact``; without it a list is "not older than" and
+  answers the current state);
 * ``pods/status`` PATCH as a strategic merge keyed by condition ``type`` (other
-  conditions kept; other content types refused with 415);
+  conditions kept) or a JSON merge patch (lists replaced); other content types 415;
 * pod logs: ``follow``, ``timestamps`` (RFC 3339 with trimmed nanoseconds, as the kubelet
   prints them), ``sinceSeconds``, ``previous``; a follow stream ends when the test
   restarts the container;
-* Leases: create (409 when it exists), get, replace (409 on a stale resourceVersion);
-* core/v1 Events: create validated for the fields a real server requires
-  (422 otherwise), ``generateName``, strategic-merge PATCH;
+* Leases: create (409 when it exists), get, replace (409 on a stale resourceVersion, 422
+  without one);
+* core/v1 Events: create validated as the real server validates them (422 otherwise),
+  ``generateName``, strategic-merge PATCH;
 * faults on demand per operation: an HTTP status, a connection reset, a silent watch.
 
 Every request is recorded (``requests``).  The test drives the cluster through methods
@@ -462,9 +466,12 @@ class KubeApiDouble:
         query = request.query
         rv_text = query.get("resourceVersion", "")
         if rv_text not in {"", "0"} and int(rv_text) < self.compacted_rv:
-            if query.get("watch") not in {"true", "True", "1"}:
+            # a list at an old version is "not older than": the current list, as the real
+            # server answers; an Exact list or a watch from there gets 410
+            if query.get("watch") in {"true", "True", "1"}:
+                return await self._watch_gone(request)
+            if query.get("resourceVersionMatch") == "Exact":
                 return _status(410, "Expired", "too old resource version")
-            return await self._watch_gone(request)
         if query.get("watch") in {"true", "True", "1"}:
             return await self._watch(request, silent)
         items = [copy.deepcopy(p) for p in self.pods.values() if self._selected(query, p)]
@@ -589,7 +596,8 @@ class KubeApiDouble:
     async def _patch_status(
         self, request: web.Request, body: Any, _silent: bool, name: str
     ) -> web.StreamResponse:
-        if request.content_type != "application/strategic-merge-patch+json":
+        strategic = request.content_type == "application/strategic-merge-patch+json"
+        if not strategic and request.content_type != "application/merge-patch+json":
             return _status(415, "UnsupportedMediaType", request.content_type)
         if name not in self.pods:
             return _status(404, "NotFound", f"pods {name!r} not found")
@@ -598,7 +606,7 @@ class KubeApiDouble:
         def change(pod: Json) -> None:
             status = pod["status"]
             for key, value in patch_status.items():
-                if key == "conditions":
+                if key == "conditions" and strategic:
                     merged = {c["type"]: c for c in status.get("conditions", [])}
                     for cond in value:
                         merged[cond["type"]] = {**merged.get(cond["type"], {}), **cond}
@@ -659,28 +667,27 @@ class KubeApiDouble:
     # --- events
 
     def _event_problems(self, body: Json) -> list[str]:
+        """What the real server's core/v1 Event validation refuses (legacyValidateEvent):
+        without ``eventTime`` only the namespaces are checked; with it, the reporting
+        fields too."""
         problems = []
         meta = body.get("metadata") or {}
         if not meta.get("name") and not meta.get("generateName"):
             problems.append("metadata.name: Required value: name or generateName is required")
         if meta.get("namespace") not in {None, self.namespace}:
             problems.append("metadata.namespace: does not match the request namespace")
-        involved = body.get("involvedObject") or {}
-        for key in ("kind", "name", "namespace"):
-            if not involved.get(key):
-                problems.append(f"involvedObject.{key}: Required value")
-        if involved.get("namespace") not in {None, self.namespace}:
+        involved = (body.get("involvedObject") or {}).get("namespace", "")
+        if not body.get("eventTime"):
+            if involved != self.namespace and (involved or self.namespace != "default"):
+                problems.append("involvedObject.namespace: does not match event.namespace")
+            return problems
+        if not involved and self.namespace not in {"default", "kube-system"}:
             problems.append("involvedObject.namespace: does not match event.namespace")
-        if not body.get("reason"):
-            problems.append("reason: Required value")
-        if body.get("type") not in {"Normal", "Warning"}:
-            problems.append("type: Unsupported value: must be Normal or Warning")
-        if not body.get("eventTime") and not body.get("firstTimestamp"):
-            problems.append("firstTimestamp/eventTime: Required value")
+        for key in ("reportingComponent", "reportingInstance", "action", "reason"):
+            if not body.get(key):
+                problems.append(f"{key}: Required value")
         if len(body.get("message") or "") > 1024:
-            problems.append("message: Too long")
-        if not (body.get("source") or {}).get("component") and not body.get("reportingComponent"):
-            problems.append("source.component/reportingComponent: Required value")
+            problems.append("message: can have at most 1024 characters")
         return problems
 
     async def _create_event(
@@ -742,7 +749,11 @@ class KubeApiDouble:
         if name not in self.leases:
             return _status(404, "NotFound", f"leases {name!r} not found")
         sent_rv = (body.get("metadata") or {}).get("resourceVersion")
-        if sent_rv is not None and sent_rv != self.leases[name]["metadata"]["resourceVersion"]:
+        if not sent_rv:  # Leases allow no unconditional update
+            return _status(
+                422, "Invalid", "metadata.resourceVersion: must be specified for an update"
+            )
+        if sent_rv != self.leases[name]["metadata"]["resourceVersion"]:
             return _status(409, "Conflict", "the object has been modified")
         self.resource_version += 1
         body["metadata"].update(

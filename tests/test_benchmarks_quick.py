@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from suite import endpoints, procs, tools
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
@@ -56,11 +57,6 @@ def load(name: str) -> ModuleType:
 @pytest.fixture(scope="module")
 def genlog() -> ModuleType:
     return load("genlog")
-
-
-@pytest.fixture(scope="module")
-def run() -> ModuleType:
-    return load("run")
 
 
 def write(genlog: ModuleType, path: Path, lines: int, **kw: object) -> str:
@@ -151,9 +147,9 @@ def test_boots_repeat_with_a_shutdown_between_them(genlog: ModuleType, tmp_path:
 
 
 def test_every_mtail_rule_matches_its_event_and_nothing_in_healthy_traffic(
-    genlog: ModuleType, run: ModuleType, tmp_path: Path
+    genlog: ModuleType, tmp_path: Path
 ) -> None:
-    patterns = [re.compile(p) for p in run.mtail_patterns()]
+    patterns = [re.compile(p) for p in tools.mtail_patterns()]
     assert len(patterns) >= 10
     gen = genlog.LogGenerator(seed=5)
     fatal = gen.records(genlog.fatal_records())
@@ -205,7 +201,7 @@ def test_append_mode_writes_whole_lines_of_a_running_server(tmp_path: Path) -> N
     assert all(PLAIN_HEADER.match(x) or CONTINUATION.match(x) for x in text.splitlines())
 
 
-def test_wrk_output_is_parsed(run: ModuleType) -> None:
+def test_wrk_output_is_parsed() -> None:
     sample = """Running 1s test @ http://127.0.0.1:9/livez
   1 threads and 10 connections
   Latency Distribution
@@ -218,17 +214,17 @@ def test_wrk_output_is_parsed(run: ModuleType) -> None:
 Requests/sec:  28255.72
 Transfer/sec:      4.10MB
 """
-    result = run.parse_wrk(sample)
+    result = endpoints.parse_wrk(sample)
     assert result.requests_per_second == pytest.approx(28255.72)
     assert result.p99_ms == pytest.approx(1.66)
     assert result.non_2xx == 7
 
 
-def test_processes_are_ended_with_their_whole_group(run: ModuleType) -> None:
-    procs = run.Processes()
-    child = procs.start(["sh", "-c", "sleep 60 & sleep 60"])
+def test_processes_are_ended_with_their_whole_group() -> None:
+    children = procs.Processes()
+    child = children.start(["sh", "-c", "sleep 60 & sleep 60"])
     time.sleep(0.05)
-    procs.close()
+    children.close()
     assert child.poll() is not None
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # the orphaned sleep is reaped asynchronously
@@ -312,7 +308,7 @@ done
 """
 
 
-def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: ModuleType) -> Path:
+def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A PATH that holds nothing but a stand-in apt-get; tools are looked up in it."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -321,18 +317,18 @@ def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: ModuleType)
     apt.write_text(FAKE_APT_GET.format(log=apt_log, bin=bin_dir))
     apt.chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
-    monkeypatch.setattr(run.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(tools.os, "geteuid", lambda: 0)
     monkeypatch.setattr(
-        run, "TOOL_PACKAGES", {"mtail": "mtail", "wrk": "wrk", "hyperfine": "hyperfine"}
+        tools, "TOOL_PACKAGES", {"mtail": "mtail", "wrk": "wrk", "hyperfine": "hyperfine"}
     )
     return apt_log
 
 
 def test_suite_installs_the_missing_peer_tools(
-    run: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    apt_log = fake_tools(tmp_path, monkeypatch, run)
-    found = run.check_tools(install=True)
+    apt_log = fake_tools(tmp_path, monkeypatch)
+    found = tools.check_tools(install=True)
     assert found == {"mtail": True, "wrk": True, "hyperfine": True}
     calls = apt_log.read_text().splitlines()
     assert calls[0] == "update -qq"
@@ -341,13 +337,12 @@ def test_suite_installs_the_missing_peer_tools(
 
 
 def test_suite_only_reports_missing_tools_with_no_install(
-    run: ModuleType,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    apt_log = fake_tools(tmp_path, monkeypatch, run)
-    found = run.check_tools(install=False)
+    apt_log = fake_tools(tmp_path, monkeypatch)
+    found = tools.check_tools(install=False)
     assert found == {"mtail": False, "wrk": False, "hyperfine": False}
     assert not apt_log.exists()
     assert "apt-get install -y mtail wrk hyperfine" in capsys.readouterr().err

@@ -34,6 +34,8 @@ def probe(target: str, ok: bool, error: str = "", *, database_down: bool = False
 
 
 STARTED = ev(EventKind.STARTUP_COMPLETE)
+BOOT_LINE = ev(EventKind.STARTUP_PROGRESS, boot_marker=True, rule="jboss-modules",
+               once_per_boot=True)
 CASES = [
     # (id, events, now, started, live, ready, reasons)
     ("booting", [(T0 + 5, ev(EventKind.STARTUP_PROGRESS))], T0 + 10, False, True, False,
@@ -66,7 +68,7 @@ CASES = [
      False, True, False, ["not_started"]),
     ("past deadline but progress keeps coming", [(T0 + 1150, ev(EventKind.STARTUP_PROGRESS))],
      T0 + 1400, False, True, False, ["not_started"]),
-    ("hung: past deadline and silent", [(T0 + 100, ev(EventKind.STARTUP_PROGRESS))],
+    ("hung: past deadline and silent", [(T0 + 100, BOOT_LINE)],
      T0 + 1201, False, False, False, ["startup_hung", "not_started"]),
     ("shutdown", [(T0 + 30, STARTED), (T0 + 60, ev(EventKind.SHUTDOWN, "stopped"))], T0 + 61,
      True, True, False, ["shutting_down"]),
@@ -126,6 +128,20 @@ def test_liveness_endpoint_needs_answers_for_the_grace() -> None:
     state.record_probe(probe("live", ok=False, error="http_status"), T0 + 40)
     assert evaluate(state.snapshot(), T0 + 99, POLICY).live.ok
     assert not evaluate(state.snapshot(), T0 + 101, POLICY).live.ok
+
+
+def test_liveness_grace_starts_at_the_start_not_at_a_failure_during_boot() -> None:
+    """A live endpoint answering 503 while Keycloak boots is no evidence once it has started:
+    the grace runs from the start."""
+    state = state_with(probes=("live",))
+    state.record_probe(probe("live", ok=False, error="http_status"), T0 + 5)
+    state.apply(STARTED, T0 + 100)
+    assert evaluate(state.snapshot(), T0 + 101, POLICY).live.ok
+    assert evaluate(state.snapshot(), T0 + 159, POLICY).live.ok
+    failing = evaluate(state.snapshot(), T0 + 161, POLICY).live
+    assert not failing.ok
+    (check,) = [c for c in failing.checks if not c.ok]
+    assert (check.reason, check.since) == ("liveness_probe_failing", T0 + 160)
 
 
 def test_probe_timeouts_are_never_evidence() -> None:
@@ -209,3 +225,67 @@ def test_startup_only_causes_after_start_do_not_kill() -> None:
     assert evaluate(state.snapshot(), T0 + 101, POLICY).live.ok
     assert state.apply(ev(EventKind.STARTUP_FATAL, "liquibase"), T0 + 102)
     assert not evaluate(state.snapshot(), T0 + 103, POLICY).live.ok
+
+
+def _rearmed_by_api(state: MonitorState) -> None:
+    state.rearm(T0 + 50, "container_restart")
+
+
+def _http_gone_and_back(state: MonitorState) -> None:
+    state.record_probe(probe("started", ok=False, error="http_status"), T0 + 10)
+    state.record_probe(probe("started", ok=False, error="refused"), T0 + 20)
+    state.record_probe(probe("started", ok=False, error="http_status"), T0 + 50)
+
+
+def _nothing_seen(state: MonitorState) -> None:
+    state.record_probe(probe("started", ok=False, error="http_status"), T0 + 10)
+
+
+def _progress_without_boot_line(state: MonitorState) -> None:
+    state.apply(ev(EventKind.STARTUP_PROGRESS), T0 + 50)
+
+
+def _boot_line(state: MonitorState) -> None:
+    state.apply(BOOT_LINE, T0 + 50)
+
+
+BOOT_EVIDENCE = [
+    # (id, what happened, hung at boot start + deadline + 1)
+    ("no boot seen: log rotated, started target never succeeds", _nothing_seen, False),
+    ("progress lines alone are no boot seen", _progress_without_boot_line, False),
+    ("boot line in this log", _boot_line, True),
+    ("container restart seen through the API", _rearmed_by_api, True),
+    ("HTTP target gone and back", _http_gone_and_back, True),
+]
+
+
+@pytest.mark.parametrize(("happen", "hung"), [c[1:] for c in BOOT_EVIDENCE],
+                         ids=[c[0] for c in BOOT_EVIDENCE])
+def test_hung_boot_needs_a_boot_seen(happen: object, hung: bool) -> None:
+    """startup_hung needs positive evidence that a boot began where the sidecar saw it."""
+    state = state_with(probes=("started",))
+    happen(state)  # type: ignore[operator]
+    now = state.boot.started_at + POLICY.startup_deadline_seconds + 1
+    verdicts = evaluate(state.snapshot(), now, POLICY)
+    assert verdicts.live.ok is not hung
+    assert ("startup_hung" in verdicts.live.reasons) is hung
+    assert verdicts.ready.reasons[0] in ("not_started", "startup_hung")
+    # /startupz never holds a boot it never saw: past the deadline the phase is over
+    assert verdicts.startup_probe.ok
+
+
+def test_unseen_boot_keeps_startup_probe_waiting_until_the_deadline() -> None:
+    state = state_with()
+    assert not evaluate(state.snapshot(), T0 + 1199, POLICY).startup_probe.ok
+    after = evaluate(state.snapshot(), T0 + 1200, POLICY)
+    assert after.startup_probe.ok and after.live.ok and not after.ready.ok
+    assert after.startup_probe.checks[0].detail == "no boot seen in this log"
+
+
+def test_a_broken_transfer_is_never_evidence() -> None:
+    """A reset after the status line (error class 'transfer') is unknown, like a timeout."""
+    state = state_with((T0 + 30, STARTED), probes=("live",))
+    state.record_probe(probe("live", ok=False, error="transfer"), T0 + 40)
+    verdicts = evaluate(state.snapshot(), T0 + 5000, POLICY)
+    assert verdicts.live.ok and verdicts.kill_wanted == ""
+    assert state.boot.number == 0  # not "gone and back" either

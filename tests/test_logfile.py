@@ -518,3 +518,58 @@ def test_framer_passes_short_lines_through_without_copying() -> None:
 def test_framer_rejects_nonpositive_cap() -> None:
     with pytest.raises(ValueError):
         LineFramer(0)
+
+
+# --- fault injection (issue 15, item 3) -------------------------------------------------
+
+
+def test_path_replaced_by_directory_then_file_again(log_path: Path, follow: LogFile) -> None:
+    """A directory at the path is no log: not present; a file there again is followed."""
+    append(log_path, b"before\n")
+    assert follow.poll() == b"before\n"
+    log_path.unlink()
+    log_path.mkdir()
+    for _ in range(3):
+        assert follow.poll() == b""
+    assert not follow.present
+    log_path.rmdir()
+    append(log_path, b"after\n")
+    assert follow.poll() == b"after\n"
+    assert follow.present
+
+
+def test_copytruncate_then_append_larger_than_the_old_size(
+    log_path: Path, follow: LogFile
+) -> None:
+    """Truncation is seen by the file's first bytes, not only by its size."""
+    append(log_path, b"2024-03-01 10:00:00,000 old one\n2024-03-01 10:00:00,001 old two\n")
+    assert follow.poll() != b""
+    new = b"".join(b"2024-03-01 11:00:00,%03d new %d\n" % (i, i) for i in range(20))
+    with log_path.open("r+b") as handle:  # copytruncate, then one big append before a poll
+        handle.truncate(0)
+        handle.write(new)
+    assert follow.poll() == new
+    assert follow.truncations == 1
+    assert follow.present
+
+
+def test_line_over_the_cap_is_skipped_at_read_speed(log_path: Path) -> None:
+    """A 10 MiB line is cut and the rest skipped within one poll: the next line comes at
+    once, not one poll (and one wait) per 256 KiB of the long line."""
+    append(log_path, b"first\n" + b" " * (10 << 20) + b"\nnext\n")
+    log = LogFile(str(log_path), max_line_bytes=65536)
+    out = log.poll()
+    log.close()
+    assert lines_of(out) == [b"first\n", b" " * 65536 + b"\n", b"next\n"]
+    assert log.lines_truncated == 1
+
+
+def test_a_directory_is_not_a_log_source(tmp_path: Path) -> None:
+    """Named a directory, the source is not present and says why (no "available")."""
+    log = LogFile(str(tmp_path))
+    try:
+        assert log.poll() == b""
+        assert log.present is False
+        assert log.last_error == f"cannot open {tmp_path}: is a directory"
+    finally:
+        log.close()

@@ -256,6 +256,7 @@ def test_observe_probe_counts_failures_by_error_class(probed: Harness) -> None:
         "refused": 0.0,
         "connection": 0.0,
         "tls": 0.0,
+        "transfer": 0.0,
         "http_status": 1.0,
         "body": 0.0,
     }

@@ -24,6 +24,7 @@ from keycloak_standin import (
     hang,
     make_tls_files,
     raw,
+    reset_after_status,
     slow,
     stall_body,
     status,
@@ -324,6 +325,18 @@ class TestNetworkTrouble:
         result = await probe(session, keycloak.url(READY))
 
         assert (result.ok, result.status, result.error) == (False, None, "connection")
+
+
+    async def test_reset_after_200_status_line_is_transfer_not_an_answer(
+        self, keycloak: KeycloakStandin, session: aiohttp.ClientSession
+    ) -> None:
+        """A broken transfer is "unknown": neither ok nor a failing answer of Keycloak."""
+        keycloak.set(READY, reset_after_status())
+
+        result = await probe(session, keycloak.url(READY))
+
+        assert (result.ok, result.status, result.error) == (False, 200, "transfer")
+        assert result.keycloak_status == ""
 
 
 class TestTls:

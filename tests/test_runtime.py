@@ -60,11 +60,12 @@ def wait_for(port: int, path: str, status: int) -> dict[str, object]:
 
 class Daemon:
     def __init__(self, log_file: str, *, stdin: int | None = None,
-                 command: tuple[str, ...] = (sys.executable, "-m", "sidecar")) -> None:
+                 command: tuple[str, ...] = (sys.executable, "-m", "sidecar"),
+                 extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [*command, "--log-file", log_file, "--listen",
-             f"127.0.0.1:{self.port}", "--no-kubernetes", "--keycloak-url", ""],
+             f"127.0.0.1:{self.port}", "--no-kubernetes", "--keycloak-url", "", *extra],
             stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)
         wait_for(self.port, "/status", 200)
@@ -192,3 +193,53 @@ def test_a_workers_os_error_is_not_labelled_cannot_serve(tmp_path: Path,
         runtime.main(daemon_settings(tmp_path, free_port()), ())  # type: ignore[arg-type]
     assert raised.group_contains(PermissionError)
     assert not [r for r in caplog.records if "cannot serve" in str(r.__dict__.get("error", ""))]
+
+
+def test_keycloak_url_secrets_never_leave_the_daemon(tmp_path: Path,
+                                                      daemons: list[Daemon]) -> None:
+    """Userinfo and query of --keycloak-url: not in the start-up line, not in /status."""
+    port = free_port()
+    url = f"http://admin:s3cret@127.0.0.1:{port}/kc?access_token=t0ken"
+    daemons.append(daemon := Daemon(str(tmp_path / "keycloak.log"),
+                                    extra=("--keycloak-url", url)))
+    status = get(daemon.port, "/status")[1]
+    code, err = daemon.stop()
+    shown = status["settings"]["keycloak_url"]  # type: ignore[index]
+    assert shown == f"http://127.0.0.1:{port}/kc?REDACTED"
+    assert code == 0 and "Serving" in err
+    for secret in ("s3cret", "t0ken", "admin:"):
+        assert secret not in err and secret not in json.dumps(status)
+
+
+def _metric(port: int, name: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(f"keycloak_sidecar_{name} "):
+                return float(line.split()[1])
+    return None
+
+
+def _wait_metric(port: int, name: str, value: float) -> float | None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    seen = _metric(port, name)
+    while seen != value and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = _metric(port, name)
+    return seen
+
+
+def test_log_path_turned_directory_and_back_is_followed(tmp_path: Path,
+                                                        daemons: list[Daemon]) -> None:
+    """log_source_up tells the truth, and the file that comes back is read (issue 15)."""
+    log = tmp_path / "keycloak.log"
+    log.write_text(BOOT)
+    daemons.append(daemon := Daemon(str(log)))
+    assert _wait_metric(daemon.port, "log_source_up", 1.0) == 1.0
+    log.unlink()
+    log.mkdir()
+    time.sleep(1.5)  # more than the 1 s fallback poll: the follower has met the directory
+    assert _wait_metric(daemon.port, "log_source_up", 0.0) == 0.0
+    log.rmdir()
+    log.write_text(BOOT + STARTED)
+    assert wait_for(daemon.port, "/readyz", 200)["status"] == "ok"
+    assert _metric(daemon.port, "log_source_up") == 1.0

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from ci_tools import describe, run, tool
 from daemon_harness import (
+    ALONE_VIEW_LINE,
     BOOT_MARKER_LINE,
     LIQUIBASE_LINE,
     RAW_FRAGMENTS,
@@ -70,6 +71,22 @@ async def test_livez_passes_after_the_started_line(harness: Harness, client: Cli
     status, body = await get_json(client, "/livez")
 
     assert (status, body["status"], body["verdict"], body["reasons"]) == (200, "ok", "live", [])
+
+
+async def test_membership_loss_fails_livez_after_the_grace_with_no_worker_running(
+    harness: Harness, client: Client
+) -> None:
+    harness.write_log(STARTED_LINE, VIEW_LINE, ALONE_VIEW_LINE)
+    harness.kube(kube_facts(budget_enabled=False))  # a ready peer this replica cannot see
+    grace_seconds = harness.ctx.policy.membership_grace_seconds
+
+    harness.clock.advance(grace_seconds - 1)
+    before = await get_json(client, "/livez")
+    harness.clock.advance(1)
+    status, body = await get_json(client, "/livez")
+
+    assert before[0] == 200
+    assert (status, body["reasons"]) == (503, ["cluster_peers_missing"])
 
 
 async def test_livez_fails_on_the_liquibase_line(harness: Harness, client: Client) -> None:
@@ -327,10 +344,11 @@ async def test_status_reports_the_boot(harness: Harness, client: Client) -> None
     _, body = await get_json(client, "/status")
 
     boot = body["boot"]
+    # the log was empty when the sidecar started: the boot began with its first line
     assert (boot["number"], boot["cause"], boot["started_at"], boot["fatal_at"]) == (
         0,
         "initial",
-        WALL_AT_START_TEXT,
+        "2024-12-07T17:52:40.250Z",
         "2024-12-07T17:52:40.250Z",
     )
     assert (boot["fatal_reasons"], boot["complete_at"], boot["embedded"]) == (
@@ -370,6 +388,20 @@ async def test_status_reports_the_cluster_view(harness: Harness, client: Client)
     )
 
 
+async def test_status_shows_member_names_only_as_parsed(harness: Harness, client: Client) -> None:
+    """Raw log text between a view's brackets never reaches /status."""
+    harness.clock.advance(2.0)
+    harness.write_log(
+        VIEW_LINE.replace("keycloak-controller-zorqg/keycloak", "s3cret user admin")
+    )
+
+    _, text = await get_text(client, "/status")
+
+    view = json.loads(text)["cluster"]["view"]
+    assert view["members"] == ["keycloak-controller-559a8/keycloak", "(unrecognised)"]
+    assert "s3cret" not in text
+
+
 async def test_status_reports_the_probes(tmp_path: Path) -> None:
     made = make_harness(tmp_path, probe_targets=("live", "ready"))
     made.probe("live")
@@ -399,6 +431,8 @@ async def test_status_reports_the_log(harness: Harness, client: Client) -> None:
     _, body = await get_json(client, "/status")
 
     assert body["log"] == {
+        "state": "ok",
+        "state_detail": "",
         "present": True,
         "caught_up": True,
         "lines_total": 2,
@@ -504,7 +538,7 @@ async def test_no_response_contains_raw_log_text(harness: Harness, client: Clien
 
 
 async def test_unknown_paths_are_not_found(client: Client) -> None:
-    status, _ = await get_text(client, "/healthz")
+    status, _ = await get_text(client, "/health")
 
     assert status == 404
 
@@ -513,7 +547,10 @@ async def test_index_lists_the_endpoints(client: Client) -> None:
     status, text = await get_text(client, "/")
 
     listed = {line.split()[0] for line in text.splitlines() if line.startswith("/")}
-    assert (status, listed) == (200, {"/livez", "/readyz", "/startupz", "/metrics", "/status"})
+    assert (status, listed) == (
+        200,
+        {"/livez", "/readyz", "/startupz", "/healthz", "/metrics", "/status", "/"},
+    )
 
 
 def test_rfc3339_has_milliseconds_and_z() -> None:
@@ -540,3 +577,103 @@ def _without_process(text: str) -> str:
     return "\n".join(
         line for line in text.splitlines() if "process_" not in line and "python_gc" not in line
     )
+
+
+class _CountingCollector:
+    """A registry member that counts how often /metrics renders."""
+
+    def __init__(self) -> None:
+        self.collections = 0
+
+    def collect(self) -> list[Any]:
+        self.collections += 1
+        return []
+
+
+async def test_metrics_storm_renders_once_while_nothing_changes(
+    harness: Harness, client: Client
+) -> None:
+    """300 concurrent scrapes cost one rendering: the probes are not starved (issue 15)."""
+    counter = _CountingCollector()
+    harness.ctx.registry.register(counter)  # type: ignore[arg-type]
+    registered = counter.collections  # the registry describes it once
+
+    answers = await asyncio.gather(*(get_text(client, "/metrics") for _ in range(300)))
+
+    assert {status for status, _ in answers} == {200}
+    assert len({text for _, text in answers}) == 1
+    assert counter.collections - registered == 1
+    harness.clock.advance(1.0)  # --http-cache 1s: then rendered afresh
+    await get_text(client, "/metrics")
+    assert counter.collections - registered == 2
+
+
+async def test_metrics_are_rendered_afresh_when_the_log_moves(
+    harness: Harness, client: Client
+) -> None:
+    counter = _CountingCollector()
+    harness.ctx.registry.register(counter)  # type: ignore[arg-type]
+    registered = counter.collections
+    await get_text(client, "/metrics")
+    harness.write_log(VIEW_LINE)
+    await get_text(client, "/metrics")
+    assert counter.collections - registered == 2
+
+
+# --- the log source's state: information, never a failing check ----------------------------
+
+
+async def test_readyz_verbose_tells_the_log_source_state(harness: Harness, client: Client) -> None:
+    harness.write_log(STARTED_LINE)
+    harness.observe()
+
+    status, text = await get_text(client, "/readyz?verbose")
+
+    assert status == 200
+    assert "[i]log_source ok (information, not a check)" in text.splitlines()
+
+
+async def test_missing_log_file_is_information_not_a_failing_check(
+    harness: Harness, client: Client
+) -> None:
+    harness.write_log(STARTED_LINE)
+    harness.log_path.unlink()
+    harness.source.poll()
+    harness.clock.advance(1.0)
+    harness.observe()
+
+    status, text = await get_text(client, "/readyz?verbose")
+    _, body = await get_json(client, "/status")
+
+    assert status == 200
+    assert not [line for line in text.splitlines() if line.startswith("[-]")]
+    assert "[i]log_source missing:" in text
+    assert (body["log"]["state"], body["log"]["present"]) == ("missing", False)
+
+
+async def test_log_source_without_lines_for_ten_minutes_is_quiet(
+    harness: Harness, client: Client
+) -> None:
+    harness.write_log(STARTED_LINE)
+    harness.clock.advance(601.0)
+
+    _, body = await get_json(client, "/status")
+
+    assert (body["log"]["state"], body["log"]["state_detail"]) == ("quiet", "no line for 10 min")
+
+
+async def test_a_checks_since_is_one_timestamp_everywhere(harness: Harness, client: Client) -> None:
+    """JSON, ?verbose and /status show the same since, even after the wall clock steps."""
+    harness.clock.advance(17.25)
+    harness.write_log(LIQUIBASE_LINE)
+    _, body = await get_json(client, "/livez")
+    harness.clock.wall_offset += 2.5  # NTP steps the wall clock
+    harness.clock.advance(1.0)
+    _, text = await get_text(client, "/livez?verbose")
+    _, status = await get_json(client, "/status")
+
+    (check,) = [c for c in body["checks"] if not c["ok"]]
+    (line,) = [line for line in text.splitlines() if line.startswith("[-]startup")]
+    (status_check,) = [c for c in status["verdicts"]["live"]["checks"] if not c["ok"]]
+    assert line.endswith(f"since={check['since']}")
+    assert status_check["since"] == check["since"] == "2024-12-07T17:52:40.250Z"

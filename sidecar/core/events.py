@@ -163,7 +163,15 @@ class LogEvent:
 
 
 #: every value ``ProbeResult.error`` takes besides "" (bounded metric label values)
-ERROR_CLASSES: Final = ("timeout", "refused", "connection", "tls", "http_status", "body")
+ERROR_CLASSES: Final = (
+    "timeout",
+    "refused",
+    "connection",
+    "tls",
+    "transfer",
+    "http_status",
+    "body",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ REASONS: tuple[str, ...] = (
     "kill_deferred",
 )
 _GENERIC_FATAL = frozenset({"failed_to_start"})
+_NO_BOOT_SEEN = "no boot seen in this log"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,19 +126,7 @@ def evaluate(snap: HealthSnapshot, now: float, policy: Policy) -> Verdicts:
         )
     ready = Verdict(all(c.ok for c in ready_checks), ready_checks)
     started = Verdict(started_check.ok, (started_check,))
-    phase_over = started_check.ok or not live.ok
-    startup_probe = Verdict(
-        phase_over,
-        (
-            Check(
-                "startup_phase",
-                phase_over,
-                reason="" if phase_over else "not_started",
-                since=None if phase_over else snap.boot_started_at,
-                detail="started" if started_check.ok else ("failed" if not live.ok else "starting"),
-            ),
-        ),
-    )
+    startup_probe = _startup_probe(snap, started_check.ok, live.ok, now, policy)
     return Verdicts(
         started=started,
         live=live,
@@ -148,6 +137,31 @@ def evaluate(snap: HealthSnapshot, now: float, policy: Policy) -> Verdicts:
         membership=membership,
         db_down=db_down,
     )
+
+
+def _startup_probe(
+    snap: HealthSnapshot, started: bool, live: bool, now: float, policy: Policy
+) -> Verdict:
+    """The startup phase is over once started, failed, or (no boot ever seen) past the
+    deadline: a boot the sidecar never saw must not end in the startup probe's kill either."""
+    unseen_over = not snap.boot_seen and now >= (
+        snap.boot_started_at + policy.startup_deadline_seconds
+    )
+    over = started or not live or unseen_over
+    if started:
+        detail = "started"
+    elif not live:
+        detail = "failed"
+    else:
+        detail = _NO_BOOT_SEEN if unseen_over else "starting"
+    check = Check(
+        "startup_phase",
+        over,
+        reason="" if over else "not_started",
+        since=None if over else snap.boot_started_at,
+        detail=detail,
+    )
+    return Verdict(over, (check,))
 
 
 def _started(snap: HealthSnapshot) -> Check:
@@ -237,6 +251,10 @@ def _hung_check(snap: HealthSnapshot, started: bool, now: float, policy: Policy)
     initializing = _initializing_since(snap)
     if started and initializing is None:
         return Check("bootstrap", True)
+    if initializing is None and not snap.boot_seen:
+        # the log began after the boot (rotated, or the sidecar started beside a running
+        # Keycloak): "no boot seen" is not "boot hung"; readiness says not_started instead
+        return Check("bootstrap", True, detail=_NO_BOOT_SEEN)
     if now < deadline_at or now < silent_at:
         return Check("bootstrap", True)
     detail = (
@@ -261,7 +279,10 @@ def _live_endpoint_check(snap: HealthSnapshot, started: bool, now: float, policy
     probe = snap.probes.get("live")
     if not started or probe is None or probe.positive_failing_since is None:
         return Check("keycloak_live_endpoint", True)
-    failing_for = now - probe.positive_failing_since
+    # the grace runs from the later of the first failing answer and the start: answers given
+    # while Keycloak was still booting are no evidence against a server that has just started
+    failing_since = max(probe.positive_failing_since, snap.complete_at or float("-inf"))
+    failing_for = now - failing_since
     if failing_for < policy.liveness_grace_seconds:
         return Check(
             "keycloak_live_endpoint", True, detail=f"failing for {failing_for:.0f}s ({probe.error})"
@@ -270,7 +291,7 @@ def _live_endpoint_check(snap: HealthSnapshot, started: bool, now: float, policy
         "keycloak_live_endpoint",
         False,
         reason="liveness_probe_failing",
-        since=probe.positive_failing_since + policy.liveness_grace_seconds,
+        since=failing_since + policy.liveness_grace_seconds,
         detail=probe.error,
     )
 

@@ -9,7 +9,7 @@ fresh ``BootRecord`` with fresh deadlines.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,15 +20,28 @@ from sidecar.core.events import (
     LogEvent,
     ProbeResult,
 )
-from sidecar.core.membership import KubeFacts
+from sidecar.core.membership import KubeFacts, MembershipAssessment
 
 _GONE_ERRORS = frozenset({"refused", "connection"})
 _RECENT_BOOT_SECONDS = 120.0
+#: recorded events kept for the status page's timeline
+RECENT_EVENTS_MAX = 40
 _SEEN_VIEWS_MAX = 16
 _TIMEOUT_PAIR_SECONDS = 60.0
 #: degraded reasons that are routine once (a timeout under load, a peer not yet resolved
 #: during a scale-up): two within _TIMEOUT_PAIR_SECONDS are needed
 _REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable", "peer_suspected"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEvent:
+    """One recorded event for the timeline: codes and times only, never log text."""
+
+    kind: str
+    reason: str
+    code: str
+    at: float
+    line: int
 
 
 @dataclass(slots=True)
@@ -89,6 +102,9 @@ class HealthSnapshot:
 
     boot_started_at: float
     boot_embedded: bool
+    #: positive evidence that this boot began where the sidecar could see it: a boot line in
+    #: the log, a container restart seen through the API, or an HTTP target gone and back
+    boot_seen: bool
     complete_at: float | None
     fatal_at: float | None
     fatal_reasons: tuple[str, ...]
@@ -131,6 +147,7 @@ class MonitorState:
         self.log_caught_up = False
         self.last_line_at: float | None = None
         self.recent_boots: list[tuple[int, str, float]] = []
+        self.recent_events: deque[RecentEvent] = deque(maxlen=RECENT_EVENTS_MAX)
         #: bumped on every change that can alter a verdict (lets handlers reuse a verdict)
         self.version = 0
         #: called after each bump (the daemon wakes its verdict worker with it)
@@ -177,12 +194,20 @@ class MonitorState:
         if recorded:
             self._bump()
         for item in recorded:
+            self.recent_events.append(
+                RecentEvent(item.kind.value, item.reason, item.code, now, item.line)
+            )
             self.events_total[item.kind.value] += 1
             if item.kind is EventKind.STARTUP_FATAL:
                 self.startup_fatal_total[item.reason] += 1
             elif item.kind is EventKind.DB_UNAVAILABLE:
                 self.db_unavailable_total[item.reason] += 1
         return recorded
+
+    def begin_log_time(self) -> None:
+        """A replay in log time begins: the boot's origin is the log's first timestamp
+        (``log_time_started``), 0 until one is read."""
+        self.boot.started_at = 0.0
 
     def log_time_started(self, stamp: float) -> None:
         """A replay in log time reached the log's first timestamp: the boot the log begins
@@ -346,10 +371,12 @@ class MonitorState:
             self._bump()
         self.kube = facts
 
-    def set_membership_evidence(self, since: float | None) -> None:
-        if since != self.membership_evidence_since:
-            self._bump()
-        self.membership_evidence_since = since
+    def carry_membership_evidence(self, membership: MembershipAssessment | None) -> None:
+        """Part of the core step: remember when the current run of membership-loss evidence
+        began, for the next assessment (``membership.py``: evidence bookkeeping).  No
+        version bump: the verdicts just evaluated already assumed this value."""
+        evidence = membership is not None and not membership.ok and not membership.unknown
+        self.membership_evidence_since = membership.since if evidence and membership else None
 
     # --- snapshot ------------------------------------------------------------------------------
     def snapshot(self) -> HealthSnapshot:
@@ -357,6 +384,7 @@ class MonitorState:
         return HealthSnapshot(
             boot_started_at=boot.started_at,
             boot_embedded=boot.embedded,
+            boot_seen=boot.named or boot.cause != "initial",
             complete_at=boot.complete_at,
             fatal_at=boot.fatal_at,
             fatal_reasons=tuple(boot.fatal_reasons),
@@ -397,6 +425,10 @@ class MonitorState:
         self.degraded_at = moved(self.degraded_at)
         self.view_since = moved(self.view_since)
         self.recent_boots = [(n, c, t + offset_seconds) for n, c, t in self.recent_boots]
+        self.recent_events = deque(
+            (dataclasses.replace(e, at=e.at + offset_seconds) for e in self.recent_events),
+            maxlen=RECENT_EVENTS_MAX,
+        )
 
 
 def _nothing() -> None:

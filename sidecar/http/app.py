@@ -9,11 +9,18 @@ numbers, never raw log text (a log line can hold secrets).
     Kubernetes API server's ``/livez?verbose``.  The top-level ``since`` of a failing verdict
     is when its earliest failing check began; of a passing one, when the verdict last
     changed (``ctx.tracker``; ``/startupz`` uses the ``started`` verdict's change time).
+``/healthz``
+    The sidecar's OWN health, never Keycloak's: 200 while every worker made progress within
+    ``--worker-stall-timeout``, else 503 naming the stalled workers.  For the sidecar
+    container's own probes (a hung event loop does not answer at all).
 ``/metrics``
     ``prometheus_client``'s aiohttp handler on ``ctx.registry`` (text or OpenMetrics by
     ``Accept``), or an equivalent fallback when that module is missing.
 ``/status``
     Everything the sidecar knows, as JSON, for humans and ``kubectl port-forward``.
+``/``
+    A browser (``Accept: text/html``) gets the status page (``statuspage``, rendered from
+    the ``/status`` document); anything else the plain-text help.
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from yarl import URL
 
 from sidecar import __version__
 from sidecar.context import Context
+from sidecar.core.events import ClusterView
 from sidecar.core.health import Check, Verdict, Verdicts
-from sidecar.core.membership import KubeFacts, MembershipAssessment
+from sidecar.core.membership import KubeFacts, MembershipAssessment, member_to_pod
+from sidecar.core.redact import redacted_url, shown_member
 from sidecar.core.state import ProbeTrack
+from sidecar.http import statuspage
+from sidecar.http.server import cache_hook
 
 CONTEXT_KEY: Final = web.AppKey("context", Context)
 
@@ -86,8 +96,10 @@ _INDEX: Final = """keycloak-sidecar {version}
 /readyz     readiness verdict (readinessProbe)
 /startupz   startup verdict (startupProbe)
             add ?verbose for one line per check
+/healthz    the sidecar's own health (its workers make progress; for its own probes)
 /metrics    Prometheus metrics (text or OpenMetrics)
 /status     everything the sidecar knows, as JSON
+/           this help; in a browser (Accept: text/html) the status page
 """
 
 
@@ -99,8 +111,10 @@ def create_app(ctx: Context) -> web.Application:
     app.router.add_get("/", _index)
     for path, endpoint in _ENDPOINTS.items():
         app.router.add_get(path, partial(_verdict, endpoint))
-    app.router.add_get("/metrics", metrics_handler(ctx.registry))
-    app.router.add_get("/status", _status)
+    app.router.add_get("/healthz", _healthz)
+    cache = cache_hook(ctx, ctx.settings.http_cache_seconds)
+    app.router.add_get("/metrics", cache(metrics_handler(ctx.registry)))
+    app.router.add_get("/status", cache(_status))
     return app
 
 
@@ -124,6 +138,10 @@ async def _metrics_fallback(registry: CollectorRegistry, request: web.Request) -
 
 
 async def _index(request: web.Request) -> web.Response:
+    """A browser gets the status page (HTML), anything else the plain-text help."""
+    if statuspage.wants_html(",".join(request.headers.getall(hdrs.ACCEPT, []))):
+        page = statuspage.render_page(status_document(request.app[CONTEXT_KEY]))
+        return web.Response(text=page, content_type=statuspage.HTML_CONTENT_TYPE)
     return web.Response(text=_INDEX.format(version=__version__), content_type=TEXT_CONTENT_TYPE)
 
 
@@ -152,6 +170,11 @@ async def _verdict(endpoint: _Endpoint, request: web.Request) -> web.Response:
         cache.bodies[key] = rendered
     status, text, content_type = rendered
     return web.Response(status=status, text=text, content_type=content_type)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    document = healthz_document(request.app[CONTEXT_KEY])
+    return web.json_response(document, status=200 if document["status"] == "ok" else 503)
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -209,8 +232,31 @@ def _verbose_text(ctx: Context, verdict: Verdict, endpoint_name: str) -> str:
         if since is not None:
             parts.append(f"since={since}")
         lines.append(f"[-]{check.name} failed: {' '.join(parts)}")
+    if endpoint_name == "readyz":
+        lines.append(_log_source_line(ctx))
     lines.append(f"{endpoint_name} check {'passed' if verdict.ok else 'failed'}")
     return "\n".join(lines) + "\n"
+
+
+def _log_source_line(ctx: Context) -> str:
+    """Information, not a check: ``[i]`` never counts towards the verdict."""
+    state, detail = ctx.log_source_state()
+    if not detail:
+        return f"[i]log_source {state} (information, not a check)"
+    return f"[i]log_source {state}: detail={json.dumps(detail)} (information, not a check)"
+
+
+def healthz_document(ctx: Context) -> dict[str, Any]:
+    """The ``/healthz`` body: each watched worker's seconds since its last progress."""
+    now = ctx.clock.monotonic()
+    threshold = ctx.settings.worker_stall_timeout_seconds
+    stalled = ctx.heartbeats.stalled(now, threshold)
+    return {
+        "status": "failing" if stalled else "ok",
+        "stalled": [stall.worker for stall in stalled],
+        "worker_stall_timeout_seconds": threshold,
+        "workers": {name: round(age, 3) for name, age in ctx.heartbeats.ages(now).items()},
+    }
 
 
 def status_document(ctx: Context) -> dict[str, Any]:
@@ -242,6 +288,10 @@ def status_document(ctx: Context) -> dict[str, Any]:
             {"number": number, "cause": cause, "started_at": _wall(ctx, started_at)}
             for number, cause, started_at in state.recent_boots
         ],
+        "recent_events": [
+            {**dataclasses.asdict(event), "at": _wall(ctx, event.at)}
+            for event in state.recent_events
+        ],
         "settings": _settings_json(ctx),
     }
     return document
@@ -269,12 +319,30 @@ def _cluster_json(ctx: Context) -> dict[str, Any]:
     state = ctx.state
     view = state.view
     return {
-        "view": None if view is None else dataclasses.asdict(view),
+        "view": None if view is None else _view_json(view),
+        "members": [] if view is None else _members_json(view.members, state.kube),
         "view_since": _wall(ctx, state.view_since),
         "degraded_at": _wall(ctx, state.degraded_at),
         "degraded_reason": state.degraded_reason,
         "db_error_at": _wall(ctx, state.db_error_at),
     }
+
+
+def _view_json(view: ClusterView) -> dict[str, Any]:
+    """Member names only as the member-name parser reads them: never raw log text."""
+    return {
+        **dataclasses.asdict(view),
+        "coordinator": shown_member(view.coordinator),
+        "members": [shown_member(member) for member in view.members],
+    }
+
+
+def _members_json(members: tuple[str, ...], facts: KubeFacts | None) -> list[dict[str, Any]]:
+    """Each view member with the pod it belongs to (None: unknown, or no Kubernetes side)."""
+    pods = set() if facts is None else {facts.own_pod, *(peer.name for peer in facts.peers)}
+    return [
+        {"member": shown_member(member), "pod": member_to_pod(member, pods)} for member in members
+    ]
 
 
 def _probe_json(ctx: Context, track: ProbeTrack) -> dict[str, Any]:
@@ -321,7 +389,10 @@ def _kube_json(
 
 def _log_json(ctx: Context) -> dict[str, Any]:
     source = ctx.source
+    state, detail = ctx.log_source_state()
     return {
+        "state": state,
+        "state_detail": detail,
         "present": source is not None and source.present,
         "caught_up": source is not None and source.caught_up,
         "lines_total": ctx.pipeline.lines_total,
@@ -340,11 +411,12 @@ def _settings_json(ctx: Context) -> dict[str, Any]:
     return {
         "log_source": settings.log_source,
         "log_file": settings.log_file,
-        "keycloak_url": _without_credentials(settings.keycloak_url),
+        "keycloak_url": redacted_url(settings.keycloak_url),
         "probe_targets": sorted(settings.probe_targets()),
         "probe_interval_seconds": settings.probe_interval_seconds,
         "probe_timeout_seconds": settings.probe_timeout_seconds,
         "listen": f"{host}:{port}",
+        "worker_stall_timeout_seconds": settings.worker_stall_timeout_seconds,
         "policy": dataclasses.asdict(ctx.policy),
         "kubernetes": not settings.no_kubernetes,
         "peer_selector": settings.peer_selector,
@@ -353,10 +425,3 @@ def _settings_json(ctx: Context) -> dict[str, Any]:
         "readiness_gate_condition": settings.readiness_gate_condition,
         "emit_events": settings.emit_events,
     }
-
-
-def _without_credentials(url: str) -> str:
-    if not url:
-        return url
-    parsed = URL(url)
-    return str(parsed.with_user(None)) if parsed.user or parsed.password else url

@@ -1,14 +1,17 @@
 """One log record -> the events it means.  Pure.
 
-What a line means is in ``rules.py``; how a header line looks is in ``layout.py`` (the
-pipeline keeps its own byte-level header test for framing, a fast path of the same shapes).
+What a line means is in the rules (``rules.py``, ``data/rules.toml``); how a header line
+looks is in ``layout.py`` (the pipeline keeps its own byte-level header test for framing, a
+fast path of the same shapes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from sidecar.core.events import ClusterView, EventKind, LogEvent
 from sidecar.log import layout
@@ -26,6 +29,14 @@ _VIEW_RE = re.compile(
 _MEMBER_SPLIT_RE = re.compile(r",\s+(?![\w.-]+=)")
 _SERVICES_RE = re.compile(r"Started (\d+) of (\d+) services")
 _EMBEDDED_SERVICES_MAX = 200
+
+#: the most characters of one physical line that any pattern sees (layouts and rules); a JSON
+#: line is parsed whole by ``json.loads`` (C, linear) and only its message is bounded
+MAX_LINE_CHARS: Final = 4096
+#: the most characters of one record's body that the rules' patterns see; over it, stack
+#: frame lines go first, so the ``Caused by:`` chain (the root cause is last) stays
+MAX_RECORD_CHARS: Final = 8192
+_FRAME_STARTS: Final = ("at ", "... ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +56,38 @@ class Record:
 
 def make_record(lines: Sequence[str], line_number: int) -> Record:
     """Build a record from its physical lines (first = header)."""
-    header = layout.parse_header(lines[0])
-    rest = tuple(layout.continuation_text(text) for text in lines[1:])
+    first = lines[0]
+    header = layout.parse_header(first if first.startswith("{") else first[:MAX_LINE_CHARS])
+    rest = tuple(layout.continuation_text(text[:MAX_LINE_CHARS]) for text in lines[1:])
     if header.layout == "json" and rest:
         # pretty-printed JSON spans lines: parse the whole record
-        joined = layout.parse_header(lines[0] + "\n" + "\n".join(rest))
+        joined = layout.parse_header(first + "\n" + "\n".join(rest))
         if joined.layout == "json":
-            return Record(joined, (), line_number)
-    return Record(header, rest, line_number)
+            return Record(_bounded_header(joined), (), line_number)
+    header = _bounded_header(header)
+    return Record(header, _bounded_continuation(rest, len(header.message)), line_number)
+
+
+def _bounded_header(header: layout.Header) -> layout.Header:
+    if len(header.message) <= MAX_RECORD_CHARS:
+        return header
+    return dataclasses.replace(header, message=header.message[:MAX_RECORD_CHARS])
+
+
+def _bounded_continuation(rest: tuple[str, ...], used_chars: int) -> tuple[str, ...]:
+    """At most ``MAX_RECORD_CHARS`` in all: frames are dropped first, then the tail."""
+    budget = MAX_RECORD_CHARS - used_chars
+    if sum(len(text) + 1 for text in rest) <= budget:
+        return rest
+    kept: list[str] = []
+    for text in rest:
+        if text.lstrip().startswith(_FRAME_STARTS):
+            continue
+        budget -= len(text) + 1
+        if budget < 0:
+            break
+        kept.append(text)
+    return tuple(kept)
 
 
 def classify(record: Record, rules: Sequence[Rule]) -> list[LogEvent]:

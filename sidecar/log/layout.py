@@ -33,7 +33,7 @@ _WRAPPERS = (
     # systemd journal "Jun 25 20:41:36 host kc.sh[386275]: "
     r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ [\w.-]+\[\d+\]: ",
     # docker-compose v1/v2 "name_1  | " and OpenShift console "  | "
-    r"\s*[\w.-]*\s*\| ?",
+    r"\s*+[\w.-]*+\s*+\| ?",
     # stern / kubetail "<pod> <container> " (only when a layout follows)
     r"[\w.-]+ [\w.-]+ (?=(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d,\d{3} )",
 )
@@ -47,13 +47,13 @@ _PLAIN_RE = re.compile(
     r"(?:[+-]\d\d(?::?\d\d)?)?\s+"
     rf"(?P<level>{_LEVELS})\s+"
     r"(?:\[(?P<category>[^\]]*)\]\s+)?"
-    r"(?:\((?P<thread>[^)]*(?:\([^)]*\)[^)]*)*)\)\s?)?"
+    r"(?:\((?P<thread>[^)]*+)\)\s?)?"
     r"(?:\[[^\]]*\]\s?)?"  # MDC field of vendor patterns, e.g. oVirt "[]"
 )
 # header whose timestamp was trimmed: "INFO  [org.jboss.as] (Controller Boot Thread) ..."
 _NO_TIME_RE = re.compile(
     rf"(?P<level>{_LEVELS})\s+\[(?P<category>[^\]]*)\]\s+"
-    r"(?:\((?P<thread>[^)]*(?:\([^)]*\)[^)]*)*)\)\s?)?"
+    r"(?:\((?P<thread>[^)]*+)\)\s?)?"
 )
 # header with only "[category] (thread)" left: "[io.quarkus] (main) Keycloak ..."
 _CATEGORY_ONLY_RE = re.compile(r"\[(?P<category>[\w.$]+)\] \((?P<thread>[^)]*)\)\s?")

@@ -27,6 +27,7 @@ from sidecar.log.rules import (
 from sidecar.log.scan import Scanner, best_scanner
 
 _DAY_SECONDS = 86400.0
+_HEADER_PROBE_BYTES = 4096
 _HALF_DAY_SECONDS = 43200.0
 
 
@@ -188,7 +189,9 @@ class Pipeline:
         if data.startswith(_CONTINUATIONS, position):
             return False
         line_end = data.find(b"\n", position)
-        raw = data[position : line_end if line_end != -1 else len(data)]
+        line_end = line_end if line_end != -1 else len(data)
+        # a header shows in its first characters: no pattern reads a long line whole
+        raw = data[position : min(line_end, position + _HEADER_PROBE_BYTES)]
         return layout.is_header(raw.decode("utf-8", "replace"))
 
     def _last_record_start(self, data: bytes) -> int:

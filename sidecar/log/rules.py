@@ -447,4 +447,15 @@ def parse_rules_text(text: str, *, origin: str, toml: bool) -> tuple[Rule, ...]:
     contexts = data.get("contexts", {}) if isinstance(data, dict) else {}
     if not isinstance(contexts, dict):
         raise RuleError([f"{origin}: 'contexts' must map names to lists of strings"])
-    return compile_rules(entries, origin=origin, contexts=contexts)
+    unknown = [
+        f"{origin}: unknown top-level key {key!r} (known: 'contexts', 'rules')"
+        for key in (data if isinstance(data, dict) else {})
+        if key not in {"rules", "contexts"}
+    ]
+    try:
+        rules = compile_rules(entries, origin=origin, contexts=contexts)
+    except RuleError as error:
+        raise RuleError([*unknown, *error.problems]) from error
+    if unknown:
+        raise RuleError(unknown)
+    return rules

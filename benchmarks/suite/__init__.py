@@ -1,0 +1,1 @@
+"""The benchmark suite's sections (``benchmarks/run.py`` runs them)."""
