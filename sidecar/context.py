@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.clock import Clock
 from sidecar.core.health import Policy, Transition, TransitionTracker, Verdicts, evaluate
+from sidecar.core.heartbeat import Heartbeats
 from sidecar.core.state import MonitorState
 from sidecar.housekeeping import Housekeeper
 from sidecar.log.pipeline import Pipeline
@@ -83,6 +84,8 @@ class Context:
     transitions: deque[tuple[Transition, Verdicts]] = field(
         default_factory=lambda: deque(maxlen=TRANSITIONS_KEPT)
     )
+    #: each eternal worker's last progress, for ``/healthz`` (the sidecar's own health)
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
     _cached: tuple[int, float, Verdicts] | None = field(default=None, repr=False)
     _walls: dict[float, float] = field(default_factory=dict, repr=False)
 
@@ -105,11 +108,18 @@ class Context:
             return cached[2]
         verdicts = evaluate(self.state.snapshot(), now, self.policy)
         self.state.carry_membership_evidence(verdicts.membership)
-        self.transitions.extend(
-            (change, verdicts) for change in self.tracker.observe(verdicts, now)
-        )
+        changed = self.tracker.observe(verdicts, now)
+        if changed:
+            self.transitions.extend((change, verdicts) for change in changed)
+            # a verdict that changed with time alone (a grace or deadline ran out) wakes the
+            # loops that follow verdicts (the kill budget, Events) as a state change does
+            self.changes.notify()
         self._cached = (version, now, verdicts)
         return verdicts
+
+    def beat(self, worker: str) -> None:
+        """``worker`` made progress now (one loop round done)."""
+        self.heartbeats.beat(worker, self.clock.monotonic())
 
     def to_wall(self, moment: float | None) -> float | None:
         """A time on the monotonic axis as epoch seconds, converted once per moment, so

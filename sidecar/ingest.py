@@ -30,6 +30,8 @@ class LineSink:
     def __init__(self, ctx: Context, *, replay: bool) -> None:
         self._ctx = ctx
         self._replayed_any = False
+        #: a file whose first line arrives live: it was empty when the sidecar started
+        self._first_live_line_starts_boot = replay
         #: set once the history is read and the state is on the monotonic clock
         self.replayed = asyncio.Event()
         if not replay:
@@ -51,6 +53,11 @@ class LineSink:
                 state.begin_log_time()
             ctx.pipeline.feed(chunk, None)
             return  # the state is on the log's time axis: no step until end_replay
+        if self._first_live_line_starts_boot and not self._replayed_any:
+            # The log was empty when the sidecar started (a native sidecar starts before
+            # Keycloak): the first boot began with this line, not with the sidecar.
+            state.log_time_started(now)
+        self._first_live_line_starts_boot = False
         ctx.pipeline.feed(chunk, now)
         state.log_present = state.log_caught_up = True
         ctx.verdicts()

@@ -23,6 +23,7 @@ class CoreSink:
         self._changed = ctx.changes.subscribe()
 
     async def wait_for_change(self, timeout_seconds: float) -> None:
+        self._ctx.beat("kube-worker")  # called once per round of the kube verdict loop
         await sleep_until(self._changed, timeout_seconds, clear=True)
 
     def update_kube(self, facts: KubeFacts) -> None:
@@ -49,7 +50,7 @@ class CoreSink:
             kill_deferred=verdicts.kill_deferred,
             ready_reason=ready_reasons[0] if ready_reasons else "",
             membership=verdicts.membership,
-            db_unavailable="db_unavailable" in ready_reasons,
+            db_unavailable=verdicts.db_down,
         )
 
     def count_api_error(self, operation: str, code: str) -> None:

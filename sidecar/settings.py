@@ -335,6 +335,13 @@ SPECS: tuple[Spec, ...] = (
         "the sidecar's own log level (JSON lines on stderr)",
         "{debug,info,warning,error}",
     ),
+    Spec(
+        "worker_stall_timeout_seconds",
+        _duration,
+        "45s",
+        "a worker without progress for this long fails /healthz (the sidecar's own liveness)",
+        "DURATION",
+    ),
     # --- Kubernetes
     Spec(
         "no_kubernetes",
@@ -432,6 +439,7 @@ class Settings:
     http_max_connections: int
     http_cache_seconds: float
     log_level: str
+    worker_stall_timeout_seconds: float
     no_kubernetes: bool
     kubeconfig: str
     keycloak_container: str
@@ -512,6 +520,17 @@ _CROSS_CHECKS: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
         ("probe_timeout_seconds", "probe_interval_seconds"),
         lambda timeout, interval: timeout > interval,
         "--probe-timeout must not exceed --probe-interval",
+    ),
+    (
+        (
+            "worker_stall_timeout_seconds",
+            "probe_interval_seconds",
+            "probe_timeout_seconds",
+            "log_poll_interval_seconds",
+        ),
+        lambda stall, interval, timeout, poll: stall <= max(interval + timeout, poll),
+        "--worker-stall-timeout must exceed a worker's longest healthy round"
+        " (--probe-interval + --probe-timeout, --log-poll-interval)",
     ),
     (
         ("probe_insecure_skip_verify", "probe_ca_file"),

@@ -64,6 +64,7 @@ class Tailer:
         poll_seconds = self._ctx.settings.log_poll_interval_seconds
         since_yield = 0
         while not stop.is_set():
+            self._ctx.beat("tail-worker")
             fed = self.pump()
             if fed:
                 since_yield += fed
@@ -129,6 +130,7 @@ class Prober:
         settings = self._ctx.settings
         targets = settings.probe_targets()
         while not stop.is_set():
+            self._ctx.beat("probe-worker")
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(self._probe(session, name, url), name=f"probe-{name}")
@@ -175,6 +177,7 @@ async def verdict_worker(ctx: Context, stop: asyncio.Event, interval_seconds: fl
     idle sidecar at one wake-up a second here (the cost of idling is its wake-ups)."""
     changed = ctx.changes.subscribe()
     while True:
+        ctx.beat("verdict-worker")
         ctx.verdicts()
         log_transitions(ctx)
         if stop.is_set():

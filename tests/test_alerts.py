@@ -58,6 +58,7 @@ REQUIRED_ALERTS = {
     "KeycloakKillDeferred",
     "KeycloakSidecarDown",
     "KeycloakSidecarNotScraped",
+    "KeycloakSidecarRestarting",
 }
 
 

@@ -281,6 +281,7 @@ def test_good_configuration_passes(check_config: CheckConfig) -> None:
         "good",
         [
             "--probe-interval=1m30s",
+            "--worker-stall-timeout=3m",
             "--keycloak-url=http://127.0.0.1:9000",
             "--rules-file={tmp}/rules.json",
         ],

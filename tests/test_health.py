@@ -130,6 +130,20 @@ def test_liveness_endpoint_needs_answers_for_the_grace() -> None:
     assert not evaluate(state.snapshot(), T0 + 101, POLICY).live.ok
 
 
+def test_liveness_grace_starts_at_the_start_not_at_a_failure_during_boot() -> None:
+    """A live endpoint answering 503 while Keycloak boots is no evidence once it has started:
+    the grace runs from the start."""
+    state = state_with(probes=("live",))
+    state.record_probe(probe("live", ok=False, error="http_status"), T0 + 5)
+    state.apply(STARTED, T0 + 100)
+    assert evaluate(state.snapshot(), T0 + 101, POLICY).live.ok
+    assert evaluate(state.snapshot(), T0 + 159, POLICY).live.ok
+    failing = evaluate(state.snapshot(), T0 + 161, POLICY).live
+    assert not failing.ok
+    (check,) = [c for c in failing.checks if not c.ok]
+    assert (check.reason, check.since) == ("liveness_probe_failing", T0 + 160)
+
+
 def test_probe_timeouts_are_never_evidence() -> None:
     state = state_with((T0 + 30, STARTED), probes=("live",))
     state.record_probe(probe("live", ok=False, error="timeout"), T0 + 40)

@@ -59,7 +59,8 @@ def find(docs: list[Doc], kind: str, name: str) -> Doc:
 
 
 def container(pod_spec: Doc, name: str) -> Doc:
-    matches = [c for c in pod_spec["containers"] if c["name"] == name]
+    """A container or an init container (the sidecar is a native sidecar)."""
+    matches = [c for c in all_containers(pod_spec) if c["name"] == name]
     assert len(matches) == 1, f"expected one container {name!r}"
     return matches[0]
 
@@ -225,11 +226,36 @@ def test_hadolint_would_catch_a_sloppy_dockerfile(tmp_path: Path) -> None:
 # --- what the design relies on -----------------------------------------------------------
 
 
+def _probe_target(probe: Doc) -> tuple[str, int]:
+    """(path, port) of an httpGet probe, or of the fail-open exec probe's request."""
+    if "httpGet" in probe:
+        return probe["httpGet"]["path"], probe["httpGet"]["port"]
+    script = probe["exec"]["command"][-1]
+    port = re.search(r"/dev/tcp/127\.0\.0\.1/(\d+)", script)
+    path = re.search(r"GET (\S+) HTTP", script)
+    assert port and path, script
+    return path.group(1), int(port.group(1))
+
+
+def assert_native_sidecar(pod: Doc) -> None:
+    """The sidecar is an init container with restartPolicy Always (Kubernetes >= 1.29)."""
+    sidecar = container(pod, "sidecar")
+    assert sidecar in pod.get("initContainers", []), "not a native sidecar"
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar["startupProbe"]["httpGet"]["path"] == "/healthz"
+
+
 def assert_probes_point_at_the_sidecar(keycloak: Doc) -> None:
     paths = {
-        kind: (keycloak[kind]["httpGet"]["path"], keycloak[kind]["httpGet"]["port"])
+        kind: _probe_target(keycloak[kind])
         for kind in ("startupProbe", "livenessProbe", "readinessProbe")
     }
+    # startup and liveness fail open (exec, only a 503 fails); readiness fails closed
+    assert [k for k in ("startupProbe", "livenessProbe") if "exec" in keycloak[k]] == [
+        "startupProbe",
+        "livenessProbe",
+    ]
+    assert "httpGet" in keycloak["readinessProbe"]
     assert paths == {
         "startupProbe": ("/startupz", SIDECAR_PORT),
         "livenessProbe": ("/livez", SIDECAR_PORT),
@@ -255,9 +281,33 @@ def test_startup_budget_covers_the_sidecar_deadline_and_the_lock_wait(
     budget_seconds = startup["periodSeconds"] * startup["failureThreshold"]
     deadline_seconds = parse_duration(flag_value(sidecar["args"], "--startup-deadline", "20m"))
     assert budget_seconds > deadline_seconds > KEYCLOAK_DB_LOCK_WAIT_SECONDS
-    # The sidecar's own probes must not follow Keycloak's verdict.
-    for kind in ("livenessProbe", "readinessProbe"):
-        assert sidecar[kind]["httpGet"]["path"] not in {"/livez", "/readyz", "/startupz"}
+    # The sidecar's own probes must not follow Keycloak's verdict: /healthz is its own.
+    for kind in ("startupProbe", "livenessProbe"):
+        assert sidecar[kind]["httpGet"]["path"] == "/healthz"
+    assert "readinessProbe" not in sidecar, "Keycloak's /readyz covers a silent sidecar"
+    assert_native_sidecar(pod)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_stuck_sidecar_is_restarted_long_before_keycloak_could_be(
+    target: str, rendered: dict[str, list[Doc]]
+) -> None:
+    """The sidecar's own liveness gives up on a stalled worker (--worker-stall-timeout plus
+    its confirmation) before Keycloak's own live endpoint failing would be acted on
+    (--liveness-grace plus Keycloak's confirmation): a stale probe result never kills."""
+    pod = keycloak_pod(rendered[target])
+    keycloak, sidecar = container(pod, "keycloak"), container(pod, "sidecar")
+    own = sidecar["livenessProbe"]
+    own_seconds = own["periodSeconds"] * own["failureThreshold"] + own["timeoutSeconds"]
+    stall_seconds = parse_duration(flag_value(sidecar["args"], "--worker-stall-timeout", "45s"))
+    grace_seconds = parse_duration(flag_value(sidecar["args"], "--liveness-grace", "60s"))
+    live = keycloak["livenessProbe"]
+    keycloak_seconds = live["periodSeconds"] * live["failureThreshold"]
+    assert stall_seconds + own_seconds < grace_seconds + keycloak_seconds
+    for kind in ("startupProbe", "livenessProbe"):
+        script = keycloak[kind]["exec"]["command"][-1]
+        read_timeout = int(re.search(r"read -r -t (\d+)", script).group(1))  # type: ignore[union-attr]
+        assert keycloak[kind]["timeoutSeconds"] > read_timeout
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -279,7 +279,10 @@ def _live_endpoint_check(snap: HealthSnapshot, started: bool, now: float, policy
     probe = snap.probes.get("live")
     if not started or probe is None or probe.positive_failing_since is None:
         return Check("keycloak_live_endpoint", True)
-    failing_for = now - probe.positive_failing_since
+    # the grace runs from the later of the first failing answer and the start: answers given
+    # while Keycloak was still booting are no evidence against a server that has just started
+    failing_since = max(probe.positive_failing_since, snap.complete_at or float("-inf"))
+    failing_for = now - failing_since
     if failing_for < policy.liveness_grace_seconds:
         return Check(
             "keycloak_live_endpoint", True, detail=f"failing for {failing_for:.0f}s ({probe.error})"
@@ -288,7 +291,7 @@ def _live_endpoint_check(snap: HealthSnapshot, started: bool, now: float, policy
         "keycloak_live_endpoint",
         False,
         reason="liveness_probe_failing",
-        since=probe.positive_failing_since + policy.liveness_grace_seconds,
+        since=failing_since + policy.liveness_grace_seconds,
         detail=probe.error,
     )
 

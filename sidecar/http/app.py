@@ -9,6 +9,10 @@ numbers, never raw log text (a log line can hold secrets).
     Kubernetes API server's ``/livez?verbose``.  The top-level ``since`` of a failing verdict
     is when its earliest failing check began; of a passing one, when the verdict last
     changed (``ctx.tracker``; ``/startupz`` uses the ``started`` verdict's change time).
+``/healthz``
+    The sidecar's OWN health, never Keycloak's: 200 while every worker made progress within
+    ``--worker-stall-timeout``, else 503 naming the stalled workers.  For the sidecar
+    container's own probes (a hung event loop does not answer at all).
 ``/metrics``
     ``prometheus_client``'s aiohttp handler on ``ctx.registry`` (text or OpenMetrics by
     ``Accept``), or an equivalent fallback when that module is missing.
@@ -92,6 +96,7 @@ _INDEX: Final = """keycloak-sidecar {version}
 /readyz     readiness verdict (readinessProbe)
 /startupz   startup verdict (startupProbe)
             add ?verbose for one line per check
+/healthz    the sidecar's own health (its workers make progress; for its own probes)
 /metrics    Prometheus metrics (text or OpenMetrics)
 /status     everything the sidecar knows, as JSON
 /           this help; in a browser (Accept: text/html) the status page
@@ -106,6 +111,7 @@ def create_app(ctx: Context) -> web.Application:
     app.router.add_get("/", _index)
     for path, endpoint in _ENDPOINTS.items():
         app.router.add_get(path, partial(_verdict, endpoint))
+    app.router.add_get("/healthz", _healthz)
     cache = cache_hook(ctx, ctx.settings.http_cache_seconds)
     app.router.add_get("/metrics", cache(metrics_handler(ctx.registry)))
     app.router.add_get("/status", cache(_status))
@@ -164,6 +170,11 @@ async def _verdict(endpoint: _Endpoint, request: web.Request) -> web.Response:
         cache.bodies[key] = rendered
     status, text, content_type = rendered
     return web.Response(status=status, text=text, content_type=content_type)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    document = healthz_document(request.app[CONTEXT_KEY])
+    return web.json_response(document, status=200 if document["status"] == "ok" else 503)
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -233,6 +244,19 @@ def _log_source_line(ctx: Context) -> str:
     if not detail:
         return f"[i]log_source {state} (information, not a check)"
     return f"[i]log_source {state}: detail={json.dumps(detail)} (information, not a check)"
+
+
+def healthz_document(ctx: Context) -> dict[str, Any]:
+    """The ``/healthz`` body: each watched worker's seconds since its last progress."""
+    now = ctx.clock.monotonic()
+    threshold = ctx.settings.worker_stall_timeout_seconds
+    stalled = ctx.heartbeats.stalled(now, threshold)
+    return {
+        "status": "failing" if stalled else "ok",
+        "stalled": [stall.worker for stall in stalled],
+        "worker_stall_timeout_seconds": threshold,
+        "workers": {name: round(age, 3) for name, age in ctx.heartbeats.ages(now).items()},
+    }
 
 
 def status_document(ctx: Context) -> dict[str, Any]:
@@ -392,6 +416,7 @@ def _settings_json(ctx: Context) -> dict[str, Any]:
         "probe_interval_seconds": settings.probe_interval_seconds,
         "probe_timeout_seconds": settings.probe_timeout_seconds,
         "listen": f"{host}:{port}",
+        "worker_stall_timeout_seconds": settings.worker_stall_timeout_seconds,
         "policy": dataclasses.asdict(ctx.policy),
         "kubernetes": not settings.no_kubernetes,
         "peer_selector": settings.peer_selector,

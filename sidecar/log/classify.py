@@ -1,7 +1,8 @@
 """One log record -> the events it means.  Pure.
 
-What a line means is in ``rules.py``; how a header line looks is in ``layout.py`` (the
-pipeline keeps its own byte-level header test for framing, a fast path of the same shapes).
+What a line means is in the rules (``rules.py``, ``data/rules.toml``); how a header line
+looks is in ``layout.py`` (the pipeline keeps its own byte-level header test for framing, a
+fast path of the same shapes).
 """
 
 from __future__ import annotations

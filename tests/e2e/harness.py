@@ -10,8 +10,10 @@ Time scale (``docs/e2e.md`` has the table): the kubelet divides the probe number
 ``scale``; the sidecar gets every duration setting divided by ``scale`` too, as flags
 appended to the manifest's args (later flags win), computed from the manifest's value or
 the setting's default, so ratios such as "startup budget > startup deadline > DB lock
-wait" hold exactly as in the manifest.  Two floors keep real latency out of the verdicts:
-``--probe-interval`` and ``--probe-timeout`` are at least ``MIN_SIDECAR_PROBE_SECONDS``.
+wait" hold exactly as in the manifest.  Floors keep real latency out of the verdicts:
+``--probe-interval`` and ``--probe-timeout`` are at least ``MIN_SIDECAR_PROBE_SECONDS``, and
+``--worker-stall-timeout`` (a bound on the real time one worker round takes on a loaded
+machine) at least ``MIN_SIDECAR_STALL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,8 +41,13 @@ from sidecar.settings import SPECS, parse_duration
 
 FAKE_KEYCLOAK = Path(__file__).with_name("fake_keycloak.py")
 MIN_SIDECAR_PROBE_SECONDS = 0.5
-#: durations left alone: a poll fallback, not policy (inotify wakes the sidecar at once)
-UNSCALED = frozenset({"log_poll_interval_seconds"})
+MIN_SIDECAR_STALL_SECONDS = 5.0
+#: durations left alone: a poll fallback, not policy (inotify wakes the sidecar at once),
+#: and the port's guards, which bound real latency and real load (an idle timeout of 5 s
+#: scaled to 0.17 s closes the probes' connections before a loaded machine sends them)
+UNSCALED = frozenset(
+    {"log_poll_interval_seconds", "http_idle_timeout_seconds", "http_cache_seconds"}
+)
 POLL_SECONDS = 0.05
 
 Script = dict[str, Any]
@@ -62,6 +70,9 @@ def scaled_sidecar_flags(args: list[str], env: Mapping[str, str], scale: float) 
     scaled["probe_timeout_seconds"] = min(
         max(scaled["probe_timeout_seconds"], MIN_SIDECAR_PROBE_SECONDS), interval
     )
+    stall = scaled.get("worker_stall_timeout_seconds")
+    if stall is not None:
+        scaled["worker_stall_timeout_seconds"] = max(stall, MIN_SIDECAR_STALL_SECONDS)
     by_name = {spec.name: spec for spec in SPECS}
     return [f"{by_name[name].cli_flag}={seconds * 1000:.0f}ms" for name, seconds in scaled.items()]
 
@@ -119,6 +130,8 @@ class Cluster:
         self.pods: dict[str, PodRuntime] = {}
         self.jgroups = root / "jgroups"
         self.session: aiohttp.ClientSession | None = None
+        #: extra sidecar flags per pod, for its next start (a setting rolled out)
+        self.sidecar_extra_args: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------- for scenario bodies
 
@@ -158,6 +171,41 @@ class Cluster:
         assert runner.process is not None
         self.timeline.add(pod, container, "event", "SIGKILL from outside")
         os.killpg(runner.process.pid, 9)
+
+    def pause_container(self, pod: str, container: str, *, note: bool = True) -> int | None:
+        """SIGSTOP the container's current process (a hung process, a frozen cgroup)."""
+        return self._signal(pod, container, signal.SIGSTOP, "SIGSTOP", note=note)
+
+    def resume_container(self, pod: str, container: str, pid: int | None = None) -> None:
+        """SIGCONT the container's process (``pid``: only if it is still that one)."""
+        runner = self.pods[pod].runners[container]
+        if runner.process is not None and pid in (None, runner.process.pid):
+            self._signal(pod, container, signal.SIGCONT, "SIGCONT", note=False)
+
+    def _signal(
+        self, pod: str, container: str, signum: int, what: str, *, note: bool = True
+    ) -> int | None:
+        runner = self.pods[pod].runners[container]
+        if runner.process is None or runner.process.returncode is not None:
+            return None
+        if note:
+            self.timeline.add(pod, container, "event", f"{what} from outside")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.process.pid, signum)
+        return runner.process.pid
+
+    def serving(self, pod: str, container: str) -> bool:
+        """The container runs and its process answered its first connection."""
+        runner = self.pods[pod].runners[container]
+        records = self.timeline.of("serving", pod, container)
+        starts = self.timeline.of("start", pod, container)
+        alive = runner.process is not None and runner.process.returncode is None
+        return alive and bool(records) and bool(starts) and records[-1].at >= starts[-1].at
+
+    async def delete_pod(self, pod: str) -> None:
+        """Pod deletion as the kubelet does it (termination order, see ``kubelet.py``)."""
+        self.timeline.add(pod, "", "deleted")
+        await self.pods[pod].stop()
 
     def restarts(self, pod: str, container: str = "keycloak") -> int:
         return self.pods[pod].restarts(container)
@@ -255,7 +303,8 @@ class Cluster:
 
         def command(_boot: int) -> tuple[list[str], dict[str, str]]:
             env = {**_base_env(), **spec.env, "PYTHONPATH": str(REPO)}
-            return [sys.executable, "-m", "sidecar", *args], env
+            extra = self.sidecar_extra_args.get(pod.name, [])
+            return [sys.executable, "-m", "sidecar", *args, *extra], env
 
         return command
 

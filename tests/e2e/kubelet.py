@@ -4,12 +4,22 @@ Semantics kept from the kubelet (pkg/kubelet/prober and kuberuntime):
 
 * HTTP GET probes; a status of 200-399 is success, anything else, a refused connection or
   no answer within ``timeoutSeconds`` is failure.
+* exec probes: the command runs for real (``bash`` on this machine, with the container's
+  environment); exit status 0 is success, any other status, or still running after
+  ``timeoutSeconds``, is failure (the kubelet since 1.20); a command that times out is
+  killed (process group).
+* Native sidecars (init containers with ``restartPolicy: Always``, Kubernetes >= 1.29):
+  started in manifest order, each one started (its startup probe passed, or running when
+  it has none) before the next one and before the regular containers start; restarted on
+  their own like any container; on pod deletion the regular containers are stopped first,
+  then the sidecars in reverse order.
 * ``initialDelaySeconds`` before the first probe, then one probe every ``periodSeconds``.
 * The startup probe runs alone until it succeeds once; liveness and readiness start only
   then.  ``failureThreshold`` consecutive startup or liveness failures restart the container
   (SIGTERM, SIGKILL after ``terminationGracePeriodSeconds``).
-* Readiness starts false; ``successThreshold`` consecutive successes make the container
-  ready, ``failureThreshold`` consecutive failures unready.  A restarted container is
+* Readiness starts false; without a readiness probe a container is ready once started;
+  ``successThreshold`` consecutive successes make the container ready,
+  ``failureThreshold`` consecutive failures unready.  A restarted container is
   unready until its probes say otherwise.  The pod is Ready when every container is.
 * A container that exits is restarted (restartPolicy Always).  Restart back-off: the
   first restart is immediate, then 10 s, 20 s, 40 s ... capped at 300 s after the previous
@@ -18,7 +28,10 @@ Semantics kept from the kubelet (pkg/kubelet/prober and kuberuntime):
 Time scale: every duration derived from the manifest (periods, delays, grace, back-off) is
 divided by ``scale``.  Probe timeouts are divided too but never below
 ``MIN_PROBE_TIMEOUT_SECONDS``: they bound the real latency of real processes on a loaded
-machine, which the scale does not shrink.
+machine, which the scale does not shrink; periods never below ``MIN_PROBE_PERIOD_SECONDS``.
+An exec probe's timeout is not divided at all:
+its command runs in real time with its own real timeouts inside (``read -t 2``), and the
+manifest's ``timeoutSeconds`` is sized against those.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -37,6 +51,9 @@ import aiohttp
 from manifest import LocalContainer, LocalPod, Probe
 
 MIN_PROBE_TIMEOUT_SECONDS = 1.0
+#: a probe period is divided by the scale but never below this (real seconds): a 1 s period
+#: at scale 30 would otherwise probe 30 times a (real) second and load the machine
+MIN_PROBE_PERIOD_SECONDS = 0.1
 SERVING_WAIT_SECONDS = 30.0
 BACKOFF_INITIAL_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 300.0
@@ -162,6 +179,13 @@ class ContainerRunner:
         self.pod.pgids.add(self.process.pid)
         self.note("start", f"restartCount={self.restart_count} pid={self.process.pid}")
         await self._wait_serving()
+        if self.started:
+            self._ready_without_probe()
+
+    def _ready_without_probe(self) -> None:
+        """A container without a readiness probe is ready once started (the kubelet)."""
+        if not any(p.kind == "readiness" for p in self.spec.probes):
+            self._set_ready(True)
 
     async def _wait_serving(self) -> None:
         """Start-up compensation: wait (real time) until the probed ports accept.
@@ -250,10 +274,10 @@ class ContainerRunner:
                 await asyncio.sleep(self._scaled(probe.period_seconds) / 4)
         await asyncio.sleep(self._scaled(probe.initial_delay_seconds))
         while not (probe.kind == "startup" and self.started):
-            ok, detail = await self._http(probe)
+            ok, detail = await (self._exec(probe) if probe.command else self._http(probe))
             self._record(probe, state, ok, detail)
             self._apply(probe, state, ok)
-            await asyncio.sleep(self._scaled(probe.period_seconds))
+            await asyncio.sleep(max(self._scaled(probe.period_seconds), MIN_PROBE_PERIOD_SECONDS))
 
     async def _http(self, probe: Probe) -> tuple[bool, str]:
         url = f"http://127.0.0.1:{self.pod.local.local_port(probe.port)}{probe.path}"
@@ -268,9 +292,33 @@ class ContainerRunner:
         except aiohttp.ClientError as error:
             return False, type(error).__name__
 
+    async def _exec(self, probe: Probe) -> tuple[bool, str]:
+        """Run the command; its timeout is real time (module docstring)."""
+        process = await asyncio.create_subprocess_exec(
+            *probe.command,
+            env={**_base_env(), **self.spec.env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.pod.pgids.add(process.pid)
+        try:
+            async with asyncio.timeout(probe.timeout_seconds):
+                code = await process.wait()
+        except TimeoutError:
+            return False, "timeout"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            self.pod.pgids.discard(process.pid)
+        return code == 0, f"exit {code}"
+
     def _record(self, probe: Probe, state: ProbeState, ok: bool, detail: str) -> None:
         if ok != state.last_ok or detail != state.last_detail:
-            self.note(f"{probe.kind}", f"{probe.path} {'ok' if ok else 'FAIL'} {detail}")
+            what = probe.path or _exec_target(probe)
+            self.note(f"{probe.kind}", f"{what} {'ok' if ok else 'FAIL'} {detail}")
         state.last_ok, state.last_detail = ok, detail
         if ok:
             state.successes, state.failures = state.successes + 1, 0
@@ -280,6 +328,7 @@ class ContainerRunner:
     def _apply(self, probe: Probe, state: ProbeState, ok: bool) -> None:
         if probe.kind == "startup" and ok:
             self.started = True
+            self._ready_without_probe()
         elif probe.kind in ("startup", "liveness") and state.failures >= probe.failure_threshold:
             self.request_kill(f"{probe.kind} probe failed {state.failures}x")
         elif probe.kind == "readiness":
@@ -296,8 +345,19 @@ class ContainerRunner:
 
     async def shutdown(self) -> None:
         if self.process is not None and self.process.returncode is None:
+            self.note("terminate", "pod deleted")
             await terminate(self.process, self._scaled(self.grace_seconds))
             self.pod.pgids.discard(self.process.pid)
+
+
+def _exec_target(probe: Probe) -> str:
+    """``exec GET /livez`` for the fail-open probe, else the command's last word."""
+    match = re.search(r"GET (\S+) ", probe.command[-1]) if probe.command else None
+    return f"exec {match.group(1)}" if match else f"exec {probe.command[-1][:30]}"
+
+
+def _base_env() -> dict[str, str]:
+    return {key: os.environ[key] for key in ("PATH", "LANG", "TZ") if key in os.environ}
 
 
 def _reasons(body: bytes) -> str:
@@ -345,6 +405,7 @@ class PodRuntime:
         self.tasks: list[asyncio.Task[None]] = []
         self.pgids: set[int] = set()
         self.ready = False
+        self._by_runner: dict[str, asyncio.Task[None]] = {}
 
     def probed_ports(self) -> set[int]:
         return {p.port for r in self.runners.values() for p in r.spec.probes}
@@ -353,8 +414,27 @@ class PodRuntime:
         self.runners[runner.spec.name] = runner
 
     def start(self) -> None:
-        for name, runner in self.runners.items():
-            self.tasks.append(asyncio.create_task(runner.run(), name=f"{self.name}-{name}"))
+        self.tasks.append(asyncio.create_task(self._start_in_order(), name=f"{self.name}-start"))
+
+    def _sidecars(self) -> list[ContainerRunner]:
+        return [r for r in self.runners.values() if r.spec.native_sidecar]
+
+    def _regular(self) -> list[ContainerRunner]:
+        return [r for r in self.runners.values() if not r.spec.native_sidecar]
+
+    async def _start_in_order(self) -> None:
+        """Native sidecars one by one, each started before the next; then the rest."""
+        for runner in self._sidecars():
+            self._run(runner)
+            while not (runner.started and runner.process is not None):
+                await asyncio.sleep(0.02)
+        for runner in self._regular():
+            self._run(runner)
+
+    def _run(self, runner: ContainerRunner) -> None:
+        task = asyncio.create_task(runner.run(), name=f"{self.name}-{runner.spec.name}")
+        self.tasks.append(task)
+        self._by_runner[runner.spec.name] = task
 
     def readiness_changed(self) -> None:
         ready = all(r.ready for r in self.runners.values())
@@ -372,11 +452,23 @@ class PodRuntime:
     def restarts(self, container: str = "keycloak") -> int:
         return self.runners[container].restart_count
 
+    async def _stop_runners(self, runners: list[ContainerRunner]) -> None:
+        tasks = [self._by_runner[r.spec.name] for r in runners if r.spec.name in self._by_runner]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(r.shutdown() for r in runners))
+
     async def stop(self) -> None:
+        """Pod deletion: the regular containers first, then the sidecars, last one first."""
+        for task in self.tasks[:1]:
+            task.cancel()  # the start sequence, if still waiting for a sidecar
+        await self._stop_runners(self._regular())
+        for runner in reversed(self._sidecars()):
+            await self._stop_runners([runner])
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await asyncio.gather(*(r.shutdown() for r in self.runners.values()))
         for pgid in list(self.pgids):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)

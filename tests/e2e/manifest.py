@@ -9,7 +9,12 @@ Keycloak StatefulSet's pod template as a ``PodTemplate``.  ``localize`` turns it
 * host: ``0.0.0.0``/``127.0.0.1``/``localhost`` in args and env -> ``127.0.0.1``;
 * paths: a volume's ``mountPath`` in args and env -> that volume's directory for the pod;
 * downward API: ``metadata.name``/``metadata.namespace``/``status.podIP`` -> the pod's values;
-* ``KUBECONFIG`` -> the API double's kubeconfig (what in-cluster config is in a real pod).
+* ``KUBECONFIG`` -> the API double's kubeconfig (what in-cluster config is in a real pod);
+* exec probes: ``/dev/tcp/127.0.0.1/PORT`` in the command -> that port's local port.
+
+Init containers with ``restartPolicy: Always`` are native sidecars and run (before the
+regular containers, see ``kubelet.py``); other init containers (Keycloak's augmentation)
+cannot run here and are left out, as if they had completed.
 
 Secrets and ConfigMaps referenced by ``valueFrom``/``envFrom`` are left out: nothing that
 runs here reads them.
@@ -17,6 +22,7 @@ runs here reads them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -37,18 +43,22 @@ Json = dict[str, Any]
 _LOCAL_HOSTS = re.compile(r"(?<![\w.])(?:0\.0\.0\.0|127\.0\.0\.1|localhost)(?=:\d)")
 
 
+_DEV_TCP = re.compile(r"/dev/tcp/127\.0\.0\.1/(\d+)")
+
+
 @dataclass(frozen=True, slots=True)
 class Probe:
     """One probe, with Kubernetes' defaults filled in (seconds as in the manifest)."""
 
     kind: str  # startup, liveness, readiness
-    path: str
-    port: int  # container port (named ports resolved)
+    path: str  # httpGet path ("" for an exec probe)
+    port: int  # container port (named ports resolved); of an exec probe: the /dev/tcp port
     period_seconds: float = 10.0
     timeout_seconds: float = 1.0
     initial_delay_seconds: float = 0.0
     failure_threshold: int = 3
     success_threshold: int = 1
+    command: tuple[str, ...] = ()  # an exec probe's command (run for real by the emulator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,7 @@ class Container:
     ports: tuple[int, ...]
     mounts: tuple[tuple[str, str], ...]  # (volume name, mountPath)
     probes: tuple[Probe, ...]
+    native_sidecar: bool = False  # an init container with restartPolicy Always
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +94,7 @@ class LocalContainer:
     mounts: dict[str, Path]  # mountPath -> local directory
     ports: tuple[int, ...]  # container ports
     rewrite: Callable[[str], str]  # the same rewrite, for values the container defaults to
+    native_sidecar: bool = False
 
 
 @dataclass
@@ -130,15 +142,6 @@ def render(variant: str = "", replicas: int | None = None) -> PodTemplate:
     return _template(statefulset, replicas)
 
 
-def native_sidecars(variant: str) -> list[str]:
-    """Init containers with ``restartPolicy: Always`` that an example patch adds."""
-    if not variant:
-        return []
-    patch = yaml.safe_load((K8S / "examples" / f"{variant}-patch.yaml").read_text())
-    init = patch["spec"]["template"]["spec"].get("initContainers", [])
-    return [c["name"] for c in init if c.get("restartPolicy") == "Always"]
-
-
 def _template(statefulset: Json, replicas: int | None) -> PodTemplate:
     spec = statefulset["spec"]
     pod = spec["template"]
@@ -148,30 +151,47 @@ def _template(statefulset: Json, replicas: int | None) -> PodTemplate:
         replicas=replicas if replicas is not None else int(spec.get("replicas", 1)),
         labels=dict(pod["metadata"].get("labels", {})),
         termination_grace_seconds=float(pod["spec"].get("terminationGracePeriodSeconds", 30)),
-        containers=tuple(_container(c) for c in pod["spec"]["containers"]),
+        containers=(
+            *(
+                _container(c, native_sidecar=True)
+                for c in pod["spec"].get("initContainers", [])
+                if c.get("restartPolicy") == "Always"
+            ),
+            *(_container(c) for c in pod["spec"]["containers"]),
+        ),
     )
 
 
-def _container(raw: Json) -> Container:
+def _probe(kind: str, spec: Json, named_ports: dict[str, int]) -> Probe:
+    command: tuple[str, ...] = ()
+    if "exec" in spec:
+        command = tuple(str(part) for part in spec["exec"]["command"])
+        target = _DEV_TCP.search(" ".join(command))
+        path, port = "", int(target.group(1)) if target else 0
+    else:
+        raw_port = spec["httpGet"]["port"]
+        path = spec["httpGet"].get("path", "/")
+        port = named_ports[raw_port] if isinstance(raw_port, str) else int(raw_port)
+    return Probe(
+        kind=kind,
+        path=path,
+        port=port,
+        period_seconds=float(spec.get("periodSeconds", 10)),
+        timeout_seconds=float(spec.get("timeoutSeconds", 1)),
+        initial_delay_seconds=float(spec.get("initialDelaySeconds", 0)),
+        failure_threshold=int(spec.get("failureThreshold", 3)),
+        success_threshold=int(spec.get("successThreshold", 1)),
+        command=command,
+    )
+
+
+def _container(raw: Json, *, native_sidecar: bool = False) -> Container:
     named_ports = {p["name"]: int(p["containerPort"]) for p in raw.get("ports", []) if "name" in p}
-    probes = []
-    for kind in ("startup", "liveness", "readiness"):
-        spec = raw.get(f"{kind}Probe")
-        if spec is None:
-            continue
-        port = spec["httpGet"]["port"]
-        probes.append(
-            Probe(
-                kind=kind,
-                path=spec["httpGet"].get("path", "/"),
-                port=named_ports[port] if isinstance(port, str) else int(port),
-                period_seconds=float(spec.get("periodSeconds", 10)),
-                timeout_seconds=float(spec.get("timeoutSeconds", 1)),
-                initial_delay_seconds=float(spec.get("initialDelaySeconds", 0)),
-                failure_threshold=int(spec.get("failureThreshold", 3)),
-                success_threshold=int(spec.get("successThreshold", 1)),
-            )
-        )
+    probes = [
+        _probe(kind, raw[f"{kind}Probe"], named_ports)
+        for kind in ("startup", "liveness", "readiness")
+        if f"{kind}Probe" in raw
+    ]
     env = []
     for entry in raw.get("env", []):
         if "value" in entry:
@@ -185,6 +205,7 @@ def _container(raw: Json) -> Container:
         ports=tuple(int(p["containerPort"]) for p in raw.get("ports", [])),
         mounts=tuple((m["name"], m["mountPath"]) for m in raw.get("volumeMounts", [])),
         probes=tuple(probes),
+        native_sidecar=native_sidecar,
     )
 
 
@@ -262,9 +283,23 @@ def localize(template: PodTemplate, ordinal: int, root: Path, kubeconfig: Path) 
             name=container.name,
             args=[rewrite(arg) for arg in container.args],
             env=env,
-            probes=container.probes,
+            probes=tuple(_localize_probe(probe, pod) for probe in container.probes),
             mounts=mounts,
             ports=container.ports,
             rewrite=rewrite,
+            native_sidecar=container.native_sidecar,
         )
     return pod
+
+
+def _localize_probe(probe: Probe, pod: LocalPod) -> Probe:
+    """An exec probe's ``/dev/tcp/127.0.0.1/PORT`` -> the pod's local port."""
+    if not probe.command:
+        return probe
+
+    def local(match: re.Match[str]) -> str:
+        return f"/dev/tcp/127.0.0.1/{pod.local_port(int(match.group(1)))}"
+
+    return dataclasses.replace(
+        probe, command=tuple(_DEV_TCP.sub(local, part) for part in probe.command)
+    )
