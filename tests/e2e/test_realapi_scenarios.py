@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from ci_tools import in_ci, tool
 from harness import Outcome, run_scenario
-from manifest import native_sidecars
 from realapi_backend import RealApiBackend
 from realapiserver import REPO, RealApiServer, cached_binary, render_kustomization
 from test_scenarios import SCENARIOS
@@ -64,7 +63,6 @@ def real_outcomes(
         for item in request.session.items
         if getattr(item, "originalname", "") == "test_scenario_against_the_real_api"
         and hasattr(item, "callspec")
-        and not native_sidecars(SCENARIOS[item.callspec.params["name"]].variant)
     ]
 
     backends: dict[str, RealApiBackend] = {}
@@ -110,9 +108,6 @@ def sidecar_calls(server: RealApiServer, namespace: str) -> dict[tuple[str, str,
 def test_scenario_against_the_real_api(
     name: str, real_outcomes: dict[str, Outcome], e2e_real_api: RealApiServer
 ) -> None:
-    native = native_sidecars(SCENARIOS[name].variant)
-    if native:  # as in test_scenarios.py: the kubelet emulator cannot run these yet
-        pytest.skip(f"native sidecar {native} in k8s/examples: not emulated yet (issue 12)")
     outcome = real_outcomes[name]
     if outcome.error is not None:
         pytest.fail(f"{outcome.error}\n\n{outcome.report}", pytrace=False)
