@@ -35,7 +35,7 @@ _LINGER_SECONDS: Final = 1.0
 _MAX_LINE_BYTES: Final = 8190
 _CACHE_ENTRIES_MAX: Final = 16
 _RECHECK_SECONDS: Final = 0.05
-_ACCEPT_BACKLOG: Final = 1024
+_ACCEPT_BACKLOG: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +88,9 @@ class CappedSite(web.TCPSite):
     """A TCP site that closes its oldest idle connection when a new one would pass the cap."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, max_connections: int):
-        # a long accept queue: in a burst the kubelet's SYN is queued, not dropped (a
-        # dropped SYN costs the probe a 1 s retransmission)
+        # a longer accept queue than aiohttp's 128: in a burst the kubelet's SYN is queued,
+        # not dropped (a retransmission costs the probe 1 s); asyncio accepts up to a queue's
+        # worth per loop turn before the cap can trim, so 256 also bounds that memory peak
         super().__init__(runner, host, port, reuse_address=True, backlog=_ACCEPT_BACKLOG)
         self._max_connections = max_connections
         self._recheck_pending = False

@@ -142,15 +142,6 @@ def render(variant: str = "", replicas: int | None = None) -> PodTemplate:
     return _template(statefulset, replicas)
 
 
-def native_sidecars(variant: str) -> list[str]:
-    """Init containers with ``restartPolicy: Always`` that an example patch adds."""
-    if not variant:
-        return []
-    patch = yaml.safe_load((K8S / "examples" / f"{variant}-patch.yaml").read_text())
-    init = patch["spec"]["template"]["spec"].get("initContainers", [])
-    return [c["name"] for c in init if c.get("restartPolicy") == "Always"]
-
-
 def _template(statefulset: Json, replicas: int | None) -> PodTemplate:
     spec = statefulset["spec"]
     pod = spec["template"]

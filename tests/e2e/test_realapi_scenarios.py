@@ -29,6 +29,7 @@ REAL_API_SCENARIOS = (
     "partition_restarts_the_isolated_replica",
     "database_down_for_everyone",
     "sidecar_restart_leaves_keycloak_alone",
+    "out_of_memory_restarts_that_replica",
 )
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from harness import Cluster, Outcome, Scenario
-from manifest import native_sidecars
 from scripts import keycloak as K
 from scripts import lines as L
 
@@ -387,15 +386,6 @@ XFAIL: dict[str, str] = {}
     ],
 )
 def test_scenario(name: str, outcomes: dict[str, Outcome]) -> None:
-    native = native_sidecars(SCENARIOS[name].variant)
-    if native:
-        # The kubelet emulator runs only ``containers`` with httpGet probes; the examples'
-        # native sidecar (issue 14) also needs exec probes and the sidecar's /healthz, which
-        # come with issue 12's probe design for k8s/base.
-        pytest.skip(
-            f"native sidecar {native} in k8s/examples: the kubelet emulator runs no "
-            "initContainers with restartPolicy: Always and no exec probes yet (issue 12)"
-        )
     outcome = outcomes[name]
     if outcome.error is not None:
         pytest.fail(f"{outcome.error}\n\n{outcome.report}", pytrace=False)
