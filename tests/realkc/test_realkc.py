@@ -222,16 +222,25 @@ def test_bootstrap_stalled_by_a_frozen_database(cluster: RealCluster) -> None:
         frozen.freeze()
         frozen_at = time.monotonic()
         lines_at_freeze = node.log_text().count("\n")
-        wait_until("/livez 503", lambda: sidecar.status("/livez") == 503, 240)
-        failed_at = time.monotonic()
-        body = sidecar.get("/livez")[1]
-        assert body["reasons"] == ["startup_hung"], body
-        # never before the deadline, never while progress lines came
-        assert failed_at - started >= STALL_DEADLINE_SECONDS
-        assert failed_at - frozen_at >= STALL_PROGRESS_SECONDS
+        wait_until(
+            "/livez 503, or database errors logged",
+            lambda: (
+                sidecar.status("/livez") == 503 or "db_unavailable" in sidecar.reasons("/readyz")
+            ),
+            240,
+        )
+        if sidecar.status("/livez") == 503:
+            judge_silent_stall(sidecar, started, frozen_at)
+        else:
+            # Keycloak needed a new connection: it logs "connection attempt failed" every
+            # 5 s; the database is down, so no restart may follow, deadline or not
+            hold_until = started + STALL_DEADLINE_SECONDS + STALL_PROGRESS_SECONDS + 10
+            while time.monotonic() < hold_until:
+                assert sidecar.status("/livez") == 200, sidecar.get("/livez")[1]
+                time.sleep(0.5)
         print(
             f"[realkc] stalled: frozen {frozen_at - started:.0f} s after start, "
-            f"/livez 503 after {failed_at - started:.0f} s; "
+            f"{time.monotonic() - started:.0f} s watched; "
             f"{node.log_text().count(chr(10)) - lines_at_freeze} lines after the freeze"
         )
     finally:
@@ -244,6 +253,17 @@ def test_bootstrap_stalled_by_a_frozen_database(cluster: RealCluster) -> None:
     log = save_fixture(cluster, "stalled-db-frozen", node)
     _, verdict = analyze_json(log)
     assert not verdict["started"], verdict
+    assert verdict["live"], verdict  # a hang is a matter of time, which the log cannot show
+
+
+def judge_silent_stall(sidecar: Sidecar, started: float, frozen_at: float) -> None:
+    """Nothing more logged after the freeze: startup_hung, not before the deadline."""
+    failed_at = time.monotonic()
+    body = sidecar.get("/livez")[1]
+    assert body["reasons"] == ["startup_hung"], body
+    # never before the deadline, never while progress lines came
+    assert failed_at - started >= STALL_DEADLINE_SECONDS
+    assert failed_at - frozen_at >= STALL_PROGRESS_SECONDS
 
 
 # --------------------------------------------------------------------------- 5. bad start
