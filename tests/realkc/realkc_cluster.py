@@ -410,7 +410,9 @@ def manifest_sidecar_args() -> list[str]:
     for document in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")):
         if not document or document.get("kind") != "StatefulSet":
             continue
-        for container in document["spec"]["template"]["spec"]["containers"]:
+        spec = document["spec"]["template"]["spec"]
+        # a native sidecar (init container with restartPolicy Always) or a plain container
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
             if container["name"] == "sidecar":
                 return [str(arg) for arg in container["args"]]
     raise AssertionError(f"no sidecar container in {MANIFEST}")
