@@ -9,9 +9,7 @@ from corpus import load_corpus
 from corpus_extra import run
 
 from sidecar.log.classify import parse_view
-from sidecar.log.rules import builtin_rules
 
-RULES = builtin_rules()
 CORPUS = load_corpus()
 #: corpus label -> the event the sidecar must emit for that record
 EXPECTED_EVENT = {
