@@ -49,6 +49,16 @@ apt_install() {
 # promtool ships in Debian's prometheus package (the server is used by the scrape test too).
 apt_install promtool prometheus
 apt_install prometheus prometheus
+# The real-Keycloak suite (tests/realkc): Debian's PostgreSQL server, a JDK and Maven
+# (Keycloak itself comes from Maven Central: .ci/fetch-keycloak.sh, cached in .cache/).
+if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+    apt_updated_once
+    log "apt-get install postgresql"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+apt_install java openjdk-17-jre-headless
+apt_install mvn maven
+apt_install iptables iptables   # the partition scenario filters JGroups traffic on loopback
 # The status page is loaded in a real headless browser (tests/test_statuspage.py).
 apt_install chromium chromium
 if [[ $want_image -eq 1 ]]; then
@@ -84,6 +94,10 @@ echo "kustomize:  $("$venv/bin/kubectl" version --client 2>&1 | sed -n 2p)"
 echo "k8s-valid:  $("$venv/bin/python" -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
 echo "checkov:    $("$venv/bin/checkov" --version 2>&1 | tail -n1)"
 echo "hadolint:   $("$venv/bin/hadolint" --version 2>&1 | head -n1)"
+postgres_bin="$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -n1)"
+echo "postgres:   $("$postgres_bin" --version)"
+echo "java:       $(java -version 2>&1 | head -n1)"
+echo "maven:      $(mvn -B -v 2>/dev/null | head -n1)"
 if [[ $want_image -eq 1 ]]; then
     echo "podman:     $(podman --version)"
     echo "buildah:    $(buildah --version)"

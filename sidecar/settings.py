@@ -610,4 +610,6 @@ def policy_from_settings(settings: Settings) -> Policy:
         degraded_hold_seconds=settings.degraded_hold_seconds,
         db_down_hold_seconds=settings.db_down_hold_seconds,
         membership_grace_seconds=settings.membership_grace_seconds,
+        probe_evidence_max_age_seconds=3
+        * (settings.probe_interval_seconds + settings.probe_timeout_seconds),
     )

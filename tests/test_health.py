@@ -125,9 +125,21 @@ def test_startup_probe_passes_when_startup_failed() -> None:
 
 def test_liveness_endpoint_needs_answers_for_the_grace() -> None:
     state = state_with((T0 + 30, STARTED), probes=("live",))
-    state.record_probe(probe("live", ok=False, error="http_status"), T0 + 40)
+    for at in (T0 + 40, T0 + 95, T0 + 100):  # the prober renews its answer
+        state.record_probe(probe("live", ok=False, error="http_status"), at)
     assert evaluate(state.snapshot(), T0 + 99, POLICY).live.ok
     assert not evaluate(state.snapshot(), T0 + 101, POLICY).live.ok
+
+
+def test_a_stale_failing_answer_is_no_evidence() -> None:
+    """A prober that stalls after a failing answer must not turn it into a kill: the
+    sidecar's own /healthz restarts the sidecar instead."""
+    state = state_with((T0 + 30, STARTED), probes=("live",))
+    for at in (T0 + 40, T0 + 90):
+        state.record_probe(probe("live", ok=False, error="http_status"), at)
+    assert not evaluate(state.snapshot(), T0 + 101, POLICY).live.ok
+    stale = evaluate(state.snapshot(), T0 + 121, POLICY).live
+    assert stale.ok
 
 
 def test_liveness_grace_starts_at_the_start_not_at_a_failure_during_boot() -> None:
@@ -137,6 +149,7 @@ def test_liveness_grace_starts_at_the_start_not_at_a_failure_during_boot() -> No
     state.record_probe(probe("live", ok=False, error="http_status"), T0 + 5)
     state.apply(STARTED, T0 + 100)
     assert evaluate(state.snapshot(), T0 + 101, POLICY).live.ok
+    state.record_probe(probe("live", ok=False, error="http_status"), T0 + 150)
     assert evaluate(state.snapshot(), T0 + 159, POLICY).live.ok
     failing = evaluate(state.snapshot(), T0 + 161, POLICY).live
     assert not failing.ok

@@ -401,29 +401,45 @@ def scanned(text: str, rules: tuple[Rule, ...], *, boot_scan: bool) -> list[Appl
 def matters_after_start(applied: Applied, text: str) -> bool:
     """What the runtime scan must see.  By design it does not look for: another boot's
     progress and start lines (a new boot shows as ISPN000078/79, the API restart count or
-    the HTTP target coming back), a shutdown without ISPN000080 (a stopping Keycloak fails
-    its own readiness endpoint), and causes that only matter at startup (events.STARTUP_ONLY_REASONS)."""
+    the HTTP target coming back), the steps of a shutdown other than ISPN000080 and the
+    server's own "stopped in", records only a starting server prints, records that come with
+    another record it finds, and causes that only matter at startup
+    (events.STARTUP_ONLY_REASONS)."""
     kind, rule, reason, _ = applied
-    if kind in ("startup_progress", "startup_complete"):
-        return False
     if kind == "shutdown":
         return rule in _RUNTIME_SHUTDOWN_RULES
-    if rule in _STARTUP_ONLY_RULES or "HHH000342" in text:
-        return False  # printed only while a server starts (HHH000342: the JPA startup thread)
-    if kind == "startup_fatal" and reason in {*STARTUP_ONLY_REASONS, "jvm"}:
-        return False
+    skipped = (
+        kind in ("startup_progress", "startup_complete")
+        or rule in _STARTUP_ONLY_RULES
+        or "HHH000342" in text  # printed only by the JPA startup thread
+        or _comes_with_another(kind, rule, text)
+        or (kind == "startup_fatal" and reason in {*STARTUP_ONLY_REASONS, "jvm"})
+        # a WildFly-era code: JSON (and its Kibana export) is Quarkus-era
+        or (rule == "db-ironjacamar-create" and text.startswith(("{", '"')))
+    )
     # corpus entries whose author cut the Infinispan code out ("... Node x joined"); the
     # real lines always carry it (ISPN000093/94, ISPN100000/1)
-    return not (rule in ("view", "joined", "left") and not re.search(r"ISPN\d{6}", text))
+    cut = rule in ("view", "joined", "left") and not re.search(r"ISPN\d{6}", text)
+    return not (skipped or cut)
+
+
+def _comes_with_another(kind: str, rule: str, text: str) -> bool:
+    """Hibernate's SQLState warning (an ERROR with the cause follows) and database warnings
+    other than Agroal's own "Datasource" ones (each comes with an ERROR or an Agroal warning)."""
+    warning = re.search(r' WARN |"level":"WARN"', text) is not None
+    return rule in _PAIRED_RULES or (kind == "db_unavailable" and warning
+                                     and "Datasource" not in text)
 
 
 #: the shutdown lines the runtime scan looks for: the server's own "stopped", a signal, the
 #: cluster channel closing (WildFly subsystems stopping one by one are not needed)
-_RUNTIME_SHUTDOWN_RULES = frozenset({"jgroups-disconnect", "quarkus-stopped", "quarkus-stopped-line",
-                                     "wildfly-signal", "wildfly-suspend"})
+_RUNTIME_SHUTDOWN_RULES = frozenset({"jgroups-disconnect", "quarkus-stopped", "quarkus-stopped-line"})
 #: rules for records that only a starting server prints: joining the cluster, the
 #: build-time check of the datasource, kc.sh's last words
 _STARTUP_ONLY_RULES = frozenset({"join-timeout", "db-driver-build-time", "cli-verbose-hint"})
+#: rules whose records come with another one the runtime scan finds: Hibernate's SQLState
+#: warning (an ERROR with the cause follows)
+_PAIRED_RULES = frozenset({"db-sqlstate-connection"})
 CORPUS_TEXTS = [e["text"] for e in load_corpus()] + [e["text"] for e in load_extra()]
 JSON_TEXTS = [j for j in map(as_quarkus_json, CORPUS_TEXTS) if j is not None]
 CSV_TEXTS = [c for c in map(as_kibana_csv, CORPUS_TEXTS) if c is not None]

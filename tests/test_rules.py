@@ -192,3 +192,38 @@ def test_example_rules_file_compiles() -> None:
     vault = rules[0]
     assert vault.contains == "Vault "
     assert all(vault.matches(m, "ERROR", "x") for m in ("Vault main sealed", "Vault unavailable"))
+
+
+def test_context_by_name_or_list_narrows_a_rule(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text("[contexts]\nvault = ['Vault', 'vault']\n"
+                    "[[rules]]\nid = 'a'\nevent = 'startup_fatal'\nreason = 'config'\n"
+                    "contains = 'sealed'\ncontext = 'vault'\n"
+                    "[[rules]]\nid = 'b'\nevent = 'startup_fatal'\nreason = 'config'\n"
+                    "contains = 'unsealed'\ncontext = ['HSM']\n")
+    by_name, inline = load_rules_file(str(path))
+    assert by_name.context == ("Vault", "vault")
+    assert by_name.matches("vault main sealed", "ERROR", "x")
+    assert not by_name.matches("door sealed", "ERROR", "x")
+    assert inline.matches("HSM unsealed", "ERROR", "x")
+    assert not inline.matches("door unsealed", "ERROR", "x")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"context": "nope"}, "unknown context 'nope'"),
+        ({"context": []}, "'context' must be a context name or a list of strings"),
+        ({"context": [1]}, "'context' must be a context name or a list of strings"),
+        ({"view": "yes"}, "'view' must be true or false"),
+    ],
+)
+def test_bad_rule_fields_are_reported(entry: dict[str, object], message: str) -> None:
+    rule = {"id": "x", "event": "startup_fatal", "reason": "config", "contains": "abc", **entry}
+    with pytest.raises(RuleError, match=re.escape(message)):
+        compile_rules([rule], origin="test")
+
+
+def test_bad_named_context_is_reported() -> None:
+    with pytest.raises(RuleError, match="context 'db' must be a non-empty list of strings"):
+        compile_rules([], origin="test", contexts={"db": "JDBC"})

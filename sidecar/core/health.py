@@ -51,6 +51,9 @@ class Policy:
     degraded_hold_seconds: float = 60.0
     db_down_hold_seconds: float = 60.0
     membership_grace_seconds: float = 120.0
+    #: a failing answer older than this is no evidence: the prober that would renew it is
+    #: stalled (the sidecar's own /healthz fails), and a stale failure must not kill
+    probe_evidence_max_age_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +284,8 @@ def _live_endpoint_check(snap: HealthSnapshot, started: bool, now: float, policy
         return Check("keycloak_live_endpoint", True)
     # the grace runs from the later of the first failing answer and the start: answers given
     # while Keycloak was still booting are no evidence against a server that has just started
+    if probe.observed_at is None or now - probe.observed_at > policy.probe_evidence_max_age_seconds:
+        return Check("keycloak_live_endpoint", True, detail="no fresh answer (prober stalled?)")
     failing_since = max(probe.positive_failing_since, snap.complete_at or float("-inf"))
     failing_for = now - failing_since
     if failing_for < policy.liveness_grace_seconds:

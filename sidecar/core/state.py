@@ -83,6 +83,7 @@ class ProbeTrack:
     ok_in_boot: bool = False
     answered_in_boot: bool = False  # any HTTP answer in the current boot
     went_away_after_answer: bool = False
+    observed_at: float | None = None  # when the last result was recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class ProbeSnapshot:
     error: str
     database_down: bool
     initializing: bool  # Keycloak 26.6+ "Keycloak Initialized" check is DOWN
+    observed_at: float | None  # when the last result was recorded (None: no result yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +350,7 @@ class MonitorState:
         elif track.answered_in_boot:
             track.went_away_after_answer = True
         track.last = result
+        track.observed_at = now
         if result.ok:
             track.ok_since = track.ok_since if track.failing_since is None else now
             track.ok_since = track.ok_since or now
@@ -448,4 +451,5 @@ def _probe_snapshot(track: ProbeTrack) -> ProbeSnapshot:
         error="" if last is None else last.error,
         database_down=False if last is None else last.database_down,
         initializing=initializing,
+        observed_at=track.observed_at,
     )

@@ -21,7 +21,7 @@ from harness import Outcome, Scenario, run_scenario
 E2E_ROOT_KEY = pytest.StashKey[Path]()
 #: scenarios run at once: their timing assertions are in cluster seconds (real x scale),
 #: so real latency on two loaded cores must stay small (E2E_CONCURRENCY overrides)
-CONCURRENT_SCENARIOS = int(os.environ.get("E2E_CONCURRENCY", "7"))
+CONCURRENT_SCENARIOS = int(os.environ.get("E2E_CONCURRENCY", "4"))
 
 
 def suite_processes(root: Path) -> list[str]:

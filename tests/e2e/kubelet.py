@@ -29,9 +29,9 @@ Time scale: every duration derived from the manifest (periods, delays, grace, ba
 divided by ``scale``.  Probe timeouts are divided too but never below
 ``MIN_PROBE_TIMEOUT_SECONDS``: they bound the real latency of real processes on a loaded
 machine, which the scale does not shrink; periods never below ``MIN_PROBE_PERIOD_SECONDS``.
-An exec probe's timeout is not divided at all:
-its command runs in real time with its own real timeouts inside (``read -t 2``), and the
-manifest's ``timeoutSeconds`` is sized against those.
+An exec probe's timeout is not divided at all: its command runs in real time with its own
+real timeouts inside (``read -t 2``), and the manifest's ``timeoutSeconds`` is sized
+against those.
 """
 
 from __future__ import annotations
