@@ -218,11 +218,12 @@ class Kubelet:
     def write(self) -> Json:
         body = self.status()
         # The Node authorizer learns the pod->node edge from its informer: a write right
-        # after the pod was created may come before it (403), a retry gets through.
+        # after the pod was created, or after an API server restart, may come before it
+        # (403), a retry gets through.
         result: Json = wait_until(
             f"kubelet status write of {self.pod}",
             lambda: self._patch(body),
-            within_seconds=15,
+            within_seconds=60,
         )
         return result
 
