@@ -41,22 +41,6 @@ POLL_SECONDS = 0.05
 LEASE = "keycloak-sidecar-kill-budget-0"
 _namespace_numbers = itertools.count(1)
 
-# Real Keycloak lines (the story's Liquibase failure, Keycloak 26 started).
-LIQUIBASE_LINE = (
-    "2015-04-02T09:26:37.124344660Z 09:26:37,074 ERROR "
-    "[org.keycloak.connections.jpa.updater.liquibase.LiquibaseJpaUpdaterProvider] "
-    "(MSC service thread 1-1) Change Set "
-    "META-INF/jpa-changelog-1.1.0.Final.xml::1.1.0.Final::sthorger@redhat.com failed.  "
-    "Error: Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME COLUMN TIME TO "
-    'EVENT_TIME: ERROR: column "time" does not exist: liquibase.exception.DatabaseException: '
-    "Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME COLUMN TIME TO EVENT_TIME: "
-    'ERROR: column "time" does not exist'
-)
-STARTED_LINE = (
-    "2024-12-07 17:52:23,717 INFO  [io.quarkus] (main) Keycloak 26.0.7 on JVM "
-    "(powered by Quarkus 3.15.1) started in 39.709s. Listening on: http://0.0.0.0:8080. "
-    "Management interface listening on http://0.0.0.0:9000."
-)
 
 
 def wait_until(what: str, predicate: Callable[[], object], within_seconds: float = 45.0) -> Any:
