@@ -241,3 +241,21 @@ def test_harmless_pool_warnings_are_not_database_trouble(message: str) -> None:
                           f"(agroal-13) {message}")
     assert "db_unavailable" not in kinds(events)
     assert verdict["ready"] is True
+
+
+@pytest.mark.parametrize(("prop", "option"), [
+    ("jboss.node.name", "spi-cache-embedded-default-node-name"),
+    ("jboss.site.name", "spi-cache-embedded-default-site-name"),
+])
+@pytest.mark.parametrize("prefix", [
+    "2026-12-06 02:48:17,783 ERROR [org.keycloak.quarkus.runtime.cli.ExecutionExceptionHandler]"
+    " (main) ",
+    "",  # kc.sh's bare line
+])
+def test_refused_system_property_class_is_a_config_cause(prop: str, option: str,
+                                                         prefix: str) -> None:
+    """Keycloak refuses a system property it replaced by an option (tests/data/realkc)."""
+    events, verdict = run(f"{prefix}ERROR: System property {prop} is in use. Use --{option} "
+                          "config option instead")
+    assert ("startup_fatal", "config") in {(e["event"], e.get("reason")) for e in events}
+    assert verdict["live"] is False

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import json
 from typing import Any
 
 import pytest
 from corpus import load_corpus
+from corpus_extra import run
 
-from sidecar.core.health import Policy
 from sidecar.log.classify import parse_view
-from sidecar.log.rules import builtin_rules
-from sidecar.tools import analyze
 
-RULES = builtin_rules()
 CORPUS = load_corpus()
 #: corpus label -> the event the sidecar must emit for that record
 EXPECTED_EVENT = {
@@ -44,16 +39,6 @@ DATABASE_RELABELLED = {
     "kc-284": "the changelog lock cannot be released: the connection is gone (IJ031040)",
 }
 
-
-def run(text: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    out = io.StringIO()
-
-    def emit(event: Any, _verdicts: Any) -> None:
-        out.write(json.dumps(event.to_json()) + "\n")
-
-    result = analyze.analyze(iter([(text + "\n").encode()]), RULES, Policy(), on_event=emit)
-    events = [json.loads(line) for line in out.getvalue().splitlines()]
-    return events, analyze.verdict_json(result.verdicts)["verdict"]  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[e["id"] for e in CORPUS])

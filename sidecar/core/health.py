@@ -198,15 +198,7 @@ def _kill_checks(
         _live_endpoint_check(snap, started, now, policy),
     ]
     if membership is not None and membership.kill_wanted:
-        checks.append(
-            Check(
-                "cluster_membership",
-                False,
-                reason=membership.reason,
-                since=membership.since,
-                detail=membership.detail,
-            )
-        )
+        checks.append(_membership_check(membership))
     return tuple(checks)
 
 
@@ -317,6 +309,16 @@ def _membership(
     )
 
 
+def _membership_check(membership: MembershipAssessment) -> Check:
+    return Check(
+        "cluster_membership",
+        False,
+        reason=membership.reason,
+        since=membership.since,
+        detail=membership.detail,
+    )
+
+
 def _budget_blocks(snap: HealthSnapshot) -> bool:
     kube = snap.kube
     return kube is not None and kube.budget_enabled and not kube.kill_slot_held
@@ -348,15 +350,7 @@ def _ready_checks(
     if db_down:
         checks.append(Check("database", False, reason="db_unavailable", since=snap.db_error_at))
     if membership is not None and not membership.ok and not membership.kill_wanted:
-        checks.append(
-            Check(
-                "cluster_membership",
-                False,
-                reason=membership.reason,
-                since=membership.since,
-                detail=membership.detail,
-            )
-        )
+        checks.append(_membership_check(membership))
     return tuple(checks)
 
 

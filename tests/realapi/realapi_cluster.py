@@ -41,22 +41,6 @@ POLL_SECONDS = 0.05
 LEASE = "keycloak-sidecar-kill-budget-0"
 _namespace_numbers = itertools.count(1)
 
-# Real Keycloak lines (the story's Liquibase failure, Keycloak 26 started).
-LIQUIBASE_LINE = (
-    "2015-04-02T09:26:37.124344660Z 09:26:37,074 ERROR "
-    "[org.keycloak.connections.jpa.updater.liquibase.LiquibaseJpaUpdaterProvider] "
-    "(MSC service thread 1-1) Change Set "
-    "META-INF/jpa-changelog-1.1.0.Final.xml::1.1.0.Final::sthorger@redhat.com failed.  "
-    "Error: Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME COLUMN TIME TO "
-    'EVENT_TIME: ERROR: column "time" does not exist: liquibase.exception.DatabaseException: '
-    "Error executing SQL ALTER TABLE public.EVENT_ENTITY RENAME COLUMN TIME TO EVENT_TIME: "
-    'ERROR: column "time" does not exist'
-)
-STARTED_LINE = (
-    "2024-12-07 17:52:23,717 INFO  [io.quarkus] (main) Keycloak 26.0.7 on JVM "
-    "(powered by Quarkus 3.15.1) started in 39.709s. Listening on: http://0.0.0.0:8080. "
-    "Management interface listening on http://0.0.0.0:9000."
-)
 
 
 def wait_until(what: str, predicate: Callable[[], object], within_seconds: float = 45.0) -> Any:
@@ -154,7 +138,9 @@ class Namespace:
 
     def sidecar_container(self) -> tuple[list[str], dict[str, str]]:
         """The manifest's sidecar args and literal env (``valueFrom`` ones are set per pod)."""
-        containers = self.template["spec"]["template"]["spec"]["containers"]
+        pod_spec = self.template["spec"]["template"]["spec"]
+        # a native sidecar (init container, restartPolicy Always) or a plain container
+        containers = [*pod_spec.get("initContainers", []), *pod_spec["containers"]]
         spec = next(c for c in containers if c["name"] == "sidecar")
         env = {e["name"]: e["value"] for e in spec.get("env", []) if "value" in e}
         return list(spec.get("args", [])), env
@@ -186,7 +172,13 @@ class Kubelet:
         self.pod = pod
         node = namespace.pod(pod)["spec"]["nodeName"]
         self.client = namespace.server.node(node)
-        self.containers = {"keycloak": ContainerState(), "sidecar": ContainerState(ready=True)}
+        spec = namespace.pod(pod)["spec"]
+        self.init = [c["name"] for c in spec.get("initContainers", [])]
+        self.native = {
+            c["name"] for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"
+        }
+        self.containers = {c["name"]: ContainerState() for c in spec["containers"]}
+        self.containers.update({name: ContainerState(ready=True) for name in self.native})
         self.started_at = stamp()
         self.ip = f"10.244.{NODES.index(node)}.{10 + int(pod.rsplit('-', 1)[1])}"
 
@@ -210,11 +202,12 @@ class Kubelet:
     def write(self) -> Json:
         body = self.status()
         # The Node authorizer learns the pod->node edge from its informer: a write right
-        # after the pod was created may come before it (403), a retry gets through.
+        # after the pod was created, or after an API server restart, may come before it
+        # (403), a retry gets through.
         result: Json = wait_until(
             f"kubelet status write of {self.pod}",
             lambda: self._patch(body),
-            within_seconds=15,
+            within_seconds=60,
         )
         return result
 
@@ -243,18 +236,11 @@ class Kubelet:
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
         ]
         statuses = [
-            {
-                "name": name,
-                "ready": state.ready,
-                "started": True,
-                "restartCount": state.restart_count,
-                "containerID": state.container_id(self.pod, name),
-                "image": f"{name}:test",
-                "imageID": f"{name}@sha256:{'0' * 64}",
-                "state": {"running": {"startedAt": now}},
-            }
+            self._container_status(name, state, now)
             for name, state in self.containers.items()
+            if name not in self.native
         ]
+        init_statuses = [self._init_status(name, now) for name in self.init]
         return {
             "status": {
                 "phase": "Running",
@@ -264,7 +250,40 @@ class Kubelet:
                 "startTime": self.started_at,
                 "conditions": conditions,
                 "containerStatuses": statuses,
+                **({"initContainerStatuses": init_statuses} if init_statuses else {}),
             }
+        }
+
+    def _container_status(self, name: str, state: ContainerState, now: str) -> Json:
+        return {
+            "name": name,
+            "ready": state.ready,
+            "started": True,
+            "restartCount": state.restart_count,
+            "containerID": state.container_id(self.pod, name),
+            "image": f"{name}:test",
+            "imageID": f"{name}@sha256:{'0' * 64}",
+            "state": {"running": {"startedAt": now}},
+        }
+
+    def _init_status(self, name: str, now: str) -> Json:
+        """A native sidecar runs; a plain init container has completed."""
+        if name in self.native:
+            return self._container_status(name, self.containers[name], now)
+        terminated = {
+            "exitCode": 0,
+            "reason": "Completed",
+            "startedAt": self.started_at,
+            "finishedAt": now,
+        }
+        return {
+            "name": name,
+            "ready": False,
+            "restartCount": 0,
+            "containerID": f"containerd://{self.pod}-{name}",
+            "image": f"{name}:test",
+            "imageID": f"{name}@sha256:{'0' * 64}",
+            "state": {"terminated": terminated},
         }
 
 

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from daemon_harness import LIQUIBASE_LINE
 from realapi_cluster import (
     LEASE,
-    LIQUIBASE_LINE,
     Namespace,
     Sidecar,
     livez_by_pod,

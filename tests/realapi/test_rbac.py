@@ -16,11 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from daemon_harness import LIQUIBASE_LINE, STARTED_LINE
 from realapi_cluster import (
     LEASE,
-    LIQUIBASE_LINE,
     SA_NAME,
-    STARTED_LINE,
     Namespace,
     Rendered,
     Sidecar,

@@ -128,12 +128,6 @@ def last_view(events: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "name", ["26.5.6-node-name-property-kc0.log", "26.5.6-node-name-property-kc1.log"]
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="classifier: 'ERROR: System property jboss.node.name is in use. Use "
-    "--spi-cache-embedded-default-node-name config option instead' (line 5 plain, line 6 "
-    "JSON) is a configuration error; the only cause found is the generic failed_to_start",
-)
 def test_refused_system_property_is_a_config_cause(name: str) -> None:
     events, _ = analyze_json(FIXTURES / name)
     causes = {e.get("reason") for e in events if e["event"] == "startup_fatal"}
