@@ -31,6 +31,11 @@ _TIMEOUT_PAIR_SECONDS = 60.0
 #: degraded reasons that are routine once (a timeout under load, a peer not yet resolved
 #: during a scale-up): two within _TIMEOUT_PAIR_SECONDS are needed
 _REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable", "peer_suspected"})
+#: reported (events, metrics, Events) but no reason to leave the Services: Infinispan logs
+#: "possible split brain" on the survivor of a crashed peer as on each side of a partition,
+#: and a 2-replica cluster would lose its last ready replica; a real partition is caught by
+#: the membership check against the peers the API says are ready
+_INFORMATIONAL_DEGRADED = frozenset({"split_brain"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +287,8 @@ class MonitorState:
         """A single remote-command timeout or unreachable-peer warning is routine; two close
         together are not.  Every other degraded reason (split brain, state transfer) counts
         at once."""
+        if reason in _INFORMATIONAL_DEGRADED:
+            return
         if reason in _REPEATED_DEGRADED:
             previous = self._last_routine_degraded.get(reason)
             self._last_routine_degraded[reason] = now

@@ -587,13 +587,6 @@ def test_clean_stop_then_sigkill(cluster: RealCluster) -> None:
         assert 2 in sizes and sizes[-1] == (1 if node is kc0 else 2), sizes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sidecar: after one of two nodes is SIGKILLed, real Keycloak logs ISPN000314 "
-    "'Lost at least half of the stable members, possible split brain' on the survivor; the "
-    "sidecar reads it as cluster_degraded/split_brain and takes the only live replica out of "
-    "the Services for --degraded-hold (reported to the lead)",
-)
 def test_survivor_stays_ready_after_peer_sigkill(cluster: RealCluster) -> None:
     """The survivor of a crashed peer keeps serving: it is the only replica left."""
     if "survivor_ready_reasons_after_sigkill" not in cluster.notes:
