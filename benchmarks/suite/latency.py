@@ -43,6 +43,13 @@ class Trials:
     timeouts: int = 0
     mode: str = "re-armed by appending a new boot"
 
+    def add(self, took: float | None) -> None:
+        """One trial's fatal-line-to-503 seconds; ``None``: no 503 within 5 s."""
+        if took is None:
+            self.timeouts += 1
+        else:
+            self.seconds.append(took)
+
 
 def fatal_trial(poller: Poller, path: Path, gen: genlog.LogGenerator) -> float | None:
     time.sleep(random.uniform(0.02, 0.08))
@@ -98,11 +105,7 @@ def run_trials(cfg: Config, procs: Processes, under_load: bool, kube: bool = Fal
         for i in range(cfg.latency_trials):
             if i and not rearm(poller, path, gen):
                 raise RuntimeError("a new boot did not turn /livez back to 200")
-            took = fatal_trial(poller, path, gen)
-            if took is None:
-                trials.timeouts += 1
-            else:
-                trials.seconds.append(took)
+            trials.add(fatal_trial(poller, path, gen))
     finally:
         poller.close()
         procs.close()
@@ -123,11 +126,7 @@ def run_fresh_trials(cfg: Config, procs: Processes, under_load: bool) -> Trials:
                 start_writer(cfg, procs, path)
             elif i == 0:
                 time.sleep(0.2)
-            took = fatal_trial(poller, path, gen)
-            if took is None:
-                trials.timeouts += 1
-            else:
-                trials.seconds.append(took)
+            trials.add(fatal_trial(poller, path, gen))
         finally:
             poller.close()
             procs.close()
