@@ -7,7 +7,20 @@ import pathlib
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus" / "keycloak-log-lines.jsonl"
+_RELATIVE = pathlib.Path("shared", "corpus", "keycloak-log-lines.jsonl")
+
+
+def _find_corpus() -> pathlib.Path:
+    """``shared/corpus`` beside the checkout, or beside a parent of it (a git worktree in a
+    sub-directory such as ``wt/NAME`` sees the same corpus as the main checkout)."""
+    for parent in ROOT.parents:
+        candidate = parent / _RELATIVE
+        if candidate.is_file():
+            return candidate
+    return ROOT.parent / _RELATIVE
+
+
+CORPUS = _find_corpus()
 
 
 def load_corpus() -> list[dict[str, Any]]:
