@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from corpus import load_corpus
-from corpus_extra import run
+from corpus_extra import load_extra, run
 
 from sidecar.log.classify import parse_view
 
@@ -192,3 +192,36 @@ def test_a_log_starting_without_timestamps_is_not_a_hung_boot() -> None:
     assert [e["event"] for e in events][:2] == ["boot", "startup_progress"]
     assert "startup_hung" not in verdict["reasons"]
     assert verdict["live"] is True
+
+
+def test_no_physical_address_at_a_join_is_reported_not_acted_on() -> None:
+    """JGRP000032 while a member joins (the real records of keycloak#27470 and
+    keycloak-containers#62: the joiner still named by its UUID) is routine: JGroups logs it
+    again each time its discovery retries, and retransmits the message.  It is reported as
+    ``peer_address_unknown``; the replica stays ready and live (two within a minute used to
+    make it unready as ``peer_unreachable``).  The records are the reports' own; only their
+    seconds are spread, as the retries spread them."""
+    started = ("2024-03-01 19:00:01,000 INFO  [io.quarkus] (main) Keycloak 23.0.6 on JVM "
+               "(powered by Quarkus 3.2.10.Final) started in 12.345s. Listening on: "
+               "http://0.0.0.0:8080")
+    no_address = ("2024-03-01 19:02:{second},811 WARN  [org.jgroups.protocols.TCP] "
+                  "(TQ-Bundler-7,ip-10-19-76-51-29754) JGRP000032: ip-10-19-76-51-29754: no "
+                  "physical address for a45220e3-ec3c-49a4-a6f8-7f2a9d911615, dropping message")
+    view = ("2024-03-01 19:02:37,822 INFO  [org.infinispan.CLUSTER] (jgroups-997,"
+            "ip-10-19-76-51-29754) ISPN000094: Received new cluster view for channel ISPN: "
+            "[ip-10-19-76-51-29754|34] (3) [ip-10-19-76-51-29754, ip-10-19-76-69-49518, "
+            "a45220e3-ec3c-49a4-a6f8-7f2a9d911615]")
+    lines = [started, *(no_address.format(second=s) for s in (31, 33, 35)), view]
+    events, verdict = run("\n".join(lines))
+    degraded = [e for e in events if e["event"] == "cluster_degraded"]
+    assert [(e["reason"], e["code"]) for e in degraded] == [
+        ("peer_address_unknown", "JGRP000032")] * 3
+    assert verdict == {"started": True, "live": True, "ready": True, "reasons": []}
+
+
+@pytest.mark.parametrize("entry_id", ["cl-020", "cl-021", "cl-024"])
+def test_corpus_no_physical_address_records_read_as_address_unknown(entry_id: str) -> None:
+    entry = next(e for e in load_extra() if e["id"] == entry_id)
+    events, _ = run(entry["text"])
+    assert [e.get("reason") for e in events if e["event"] == "cluster_degraded"] == [
+        "peer_address_unknown"]

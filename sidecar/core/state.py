@@ -28,14 +28,17 @@ _RECENT_BOOT_SECONDS = 120.0
 RECENT_EVENTS_MAX = 40
 _SEEN_VIEWS_MAX = 16
 _TIMEOUT_PAIR_SECONDS = 60.0
-#: degraded reasons that are routine once (a timeout under load, a peer not yet resolved
-#: during a scale-up): two within _TIMEOUT_PAIR_SECONDS are needed
+#: degraded reasons that are routine once (a timeout under load, a send that failed while a
+#: peer restarted): two within _TIMEOUT_PAIR_SECONDS are needed
 _REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable", "peer_suspected"})
 #: reported (events, metrics, Events) but no reason to leave the Services: Infinispan logs
 #: "possible split brain" on the survivor of a crashed peer as on each side of a partition,
-#: and a 2-replica cluster would lose its last ready replica; a real partition is caught by
-#: the membership check against the peers the API says are ready
-_INFORMATIONAL_DEGRADED = frozenset({"split_brain"})
+#: and a 2-replica cluster would lose its last ready replica; JGroups logs "no physical
+#: address" (JGRP000032) at every join (the joiner's address not learned yet) and leave (the
+#: leaver's forgotten), repeatedly while discovery catches up.  A real partition or a lost
+#: peer is caught by the membership check (the views against the peers the API says are
+#: ready), which reads neither
+_INFORMATIONAL_DEGRADED = frozenset({"split_brain", "peer_address_unknown"})
 
 
 @dataclass(frozen=True, slots=True)
