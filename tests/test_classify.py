@@ -225,3 +225,30 @@ def test_corpus_no_physical_address_records_read_as_address_unknown(entry_id: st
     events, _ = run(entry["text"])
     assert [e.get("reason") for e in events if e["event"] == "cluster_degraded"] == [
         "peer_address_unknown"]
+
+
+#: the real WildFly completion lines of the shared corpus: id -> the embedded CLI server of the
+#: jboss/keycloak entrypoint (its notes say so), not the real start
+WILDFLY_STARTED = {"kc-010": True, "kc-265": True, "kc-114": False, "kc-118": False,
+                   "kc-122": False, "kc-261": False, "kc-263": False, "kc-264": False}
+
+
+@pytest.mark.parametrize("entry_id", sorted(WILDFLY_STARTED))
+def test_wildfly_started_line_hard_wrapped(entry_id: str) -> None:
+    """'Started 55 of 85 services' (Keycloak 8's pre-boot) stays the pre-boot wherever a
+    terminal of 80 columns or more wraps it, and a real start stays the real start: wrapped
+    inside the count ("... of 8" / "5 services": 150 to 173 columns) the pre-boot used to
+    read as the real start."""
+    text = next(e for e in CORPUS if e["id"] == entry_id)["text"]
+    start = text.index(" started in ")
+    end = text.index(" services", start) + len(" services")
+    # the widths whose wraps fall into "started in ... Started A of B services", and 80
+    widths = [w for w in range(81, end + 1) if any(start < k * w < end for k in (1, 2))]
+    wrong = []
+    for width in [80, *widths]:
+        wrapped = "\n".join(text[i:i + width] for i in range(0, len(text), width))
+        events, verdict = run(wrapped)
+        started = [e.get("embedded", False) for e in events if e["event"] == "startup_complete"]
+        if started != [WILDFLY_STARTED[entry_id]] or verdict["started"] == started[0]:
+            wrong.append(width)
+    assert wrong == []

@@ -163,10 +163,15 @@ def _event(rule: Rule, match: re.Match[str] | bool, record: Record, body: str) -
 
 
 def _is_embedded(record: Record, body: str) -> bool:
-    """The jboss/keycloak entrypoint's embedded CLI server starts only a few dozen services."""
+    """The jboss/keycloak entrypoint's embedded CLI server starts only a few dozen services
+    ("Started 55 of 85 services"; a real server 500 to 1000).  A terminal's hard wrap can cut
+    the count apart ("... of 8" / "5 services"): then it is read from the unwrapped line."""
     if "CLI command executor" in record.header.thread:
         return True
     match = _SERVICES_RE.search(body)
+    if match is None and record.continuation:
+        unwrapped = _unwrapped(record)
+        match = _SERVICES_RE.search(unwrapped) if unwrapped is not None else None
     return match is not None and int(match.group(2)) < _EMBEDDED_SERVICES_MAX
 
 
