@@ -442,7 +442,8 @@ class KubeApiDouble:
             ),
             ("GET", rf"{core}/pods/([^/]+)/log", "pods_log", self._log),
             ("PATCH", rf"{core}/pods/([^/]+)/status", "pods_status_patch", self._patch_status),
-            ("GET", rf"{core}/pods/([^/]+)", "pods_get", self._get_pod),
+            # the Role grants no `get` on pods (the sidecar lists and watches): RBAC refuses it
+            ("GET", rf"{core}/pods/([^/]+)", "pods_get", self._forbidden_get_pod),
             ("POST", rf"{core}/events", "events_create", self._create_event),
             ("PATCH", rf"{core}/events/([^/]+)", "events_patch", self._patch_event),
             ("POST", rf"{leases}", "leases_create", self._create_lease),
@@ -586,12 +587,17 @@ class KubeApiDouble:
     async def _send(response: web.StreamResponse, kind: str, obj: Json | None) -> None:
         await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
 
-    async def _get_pod(
+    async def _forbidden_get_pod(
         self, _request: web.Request, _body: Any, _silent: bool, name: str
     ) -> web.StreamResponse:
-        if name not in self.pods:
-            return _status(404, "NotFound", f"pods {name!r} not found")
-        return web.json_response(self.pods[name])
+        """As the real server answers the sidecar's account, whether the pod exists or not."""
+        user = f"system:serviceaccount:{self.namespace}:keycloak-sidecar"
+        return _status(
+            403,
+            "Forbidden",
+            f'pods "{name}" is forbidden: User "{user}" cannot get resource "pods" in API '
+            f'group "" in the namespace "{self.namespace}"',
+        )
 
     async def _patch_status(
         self, request: web.Request, body: Any, _silent: bool, name: str

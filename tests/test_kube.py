@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from kubeapi import KubeApiDouble, label_matches, rfc3339_nano
 
@@ -247,6 +248,18 @@ async def test_double_refuses_invalid_events(api: kube.KubeApi, bad: dict[str, o
     with pytest.raises(KubeError) as caught:
         await api.create_event("ns", _event(**bad))
     assert caught.value.status == 422
+
+
+async def test_double_refuses_a_pod_read_by_name(double: KubeApiDouble) -> None:
+    """The Role grants pods ``list`` and ``watch`` only: like the real RBAC, the double
+    refuses ``get`` (tests/realapi/test_double_conformance.py compares them), so a sidecar
+    that started reading its pod by name fails here as it would in a cluster."""
+    double.add_pod("kc-0", {"app": "kc"})
+    async with aiohttp.ClientSession() as session:
+        for name in ("kc-0", "absent"):
+            async with session.get(f"{double.url}/api/v1/namespaces/ns/pods/{name}") as answer:
+                assert answer.status == 403
+                assert (await answer.json())["reason"] == "Forbidden"
 
 
 async def test_condition_patch_is_a_strategic_merge_by_type(

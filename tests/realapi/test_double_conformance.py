@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from kubeapi import KubeApiDouble
-from realapi_cluster import Namespace
+from realapi_cluster import SA_NAME, Namespace
 
 Json = dict[str, Any]
 STAMP = "2026-01-02T03:04:05Z"
@@ -35,13 +35,22 @@ class Target:
     headers: dict[str, str]
     add_pod: Callable[[str], Awaitable[None]]
     compact: Callable[[], object]
+    #: the sidecar's own account (the Role as shipped) instead of the admin
+    sidecar_headers: dict[str, str]
 
     async def send(
-        self, method: str, tail: str, body: object = None, content_type: str = "application/json"
+        self,
+        method: str,
+        tail: str,
+        body: object = None,
+        content_type: str = "application/json",
+        *,
+        as_sidecar: bool = False,
     ) -> tuple[int, Json]:
         group = "/apis/coordination.k8s.io/v1" if tail.startswith("leases") else "/api/v1"
         url = f"{self.url}{group}/namespaces/{self.namespace}/{tail}"
-        headers = {**self.headers, "Content-Type": content_type}
+        who = self.sidecar_headers if as_sidecar else self.headers
+        headers = {**who, "Content-Type": content_type}
         data = None if body is None else json.dumps(body)
         async with self.session.request(method, url, data=data, headers=headers) as answer:
             text = await answer.text()
@@ -179,6 +188,13 @@ async def pods_listed_at_a_compacted_version(t: Target) -> object:
     return status, [pod["metadata"]["name"] for pod in answer.get("items", [])]
 
 
+async def pod_read_by_name_as_the_sidecar(t: Target) -> object:
+    """The Role grants no ``get`` on pods: a pod read by name is refused, existing or not."""
+    await t.add_pod("keycloak-6")
+    answers = [await t.send("GET", f"pods/{n}", as_sidecar=True) for n in ("keycloak-6", "nope")]
+    return [(status, answer.get("reason")) for status, answer in answers]
+
+
 CASES = [
     event_as_the_sidecar_sends_it,
     event_with_only_the_legacy_essentials,
@@ -193,6 +209,7 @@ CASES = [
     pod_condition_by_strategic_merge,
     pod_condition_by_json_merge_patch,
     pods_listed_at_a_compacted_version,
+    pod_read_by_name_as_the_sidecar,
 ]
 
 
@@ -234,9 +251,14 @@ async def targets(
             double.add_pod(name, {"app": "keycloak"})
 
         admin = {"Authorization": f"Bearer {real.tokens()['admin']}"}
+        sidecar = {"Authorization": f"Bearer {namespace.admin.mint_token(namespace.name, SA_NAME)}"}
         yield (
-            Target("real", real.url, namespace.name, session, admin, real_pod, real.compact),
-            Target("double", double.url, namespace.name, session, {}, double_pod, double.compact),
+            Target(
+                "real", real.url, namespace.name, session, admin, real_pod, real.compact, sidecar
+            ),
+            Target(
+                "double", double.url, namespace.name, session, {}, double_pod, double.compact, {}
+            ),
         )
 
 
