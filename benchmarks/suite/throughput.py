@@ -16,7 +16,7 @@ import genlog
 
 from suite.config import REPO, Config, Row, not_available
 from suite.daemon import data_file, human_lines, rate
-from suite.tools import INSTALL_HINT, MTAIL_PROGRAM, mtail_patterns
+from suite.tools import INSTALL_HINT, MTAIL_FREE_PORT, MTAIL_PROGRAM, mtail_patterns
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +76,8 @@ def throughput_commands(
     return {
         "sidecar": None if sidecar_reason else f"{sidecar} analyze {path} --quiet",
         "mtail": (
-            f"mtail --one_shot --logtostderr --progs {MTAIL_PROGRAM.relative_to(REPO)} "
-            f"--logs {path}"
+            f"mtail --one_shot --logtostderr {' '.join(MTAIL_FREE_PORT)} "
+            f"--progs {MTAIL_PROGRAM.relative_to(REPO)} --logs {path}"
         )
         if tools["mtail"]
         else None,

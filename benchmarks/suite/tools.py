@@ -16,6 +16,9 @@ from suite.config import HERE, REPO, Config
 from suite.daemon import data_file
 
 MTAIL_PROGRAM = HERE / "keycloak.mtail"
+#: mtail serves HTTP even in --one_shot and --compile_only runs, on 3903 unless told: a free
+#: loopback port instead, so that two runs (a benchmark, a test, another checkout) never collide
+MTAIL_FREE_PORT = ("--address", "127.0.0.1", "--port", "0")
 #: command (or path) -> the Debian package that provides it
 TOOL_PACKAGES = {
     "mtail": "mtail",
