@@ -172,6 +172,19 @@ def test_analyze_json_on_the_context_story(tmp_path: Path) -> None:
     assert "column" not in result.stdout  # no raw log text
 
 
+INVALID_OPTION = Path(__file__).parent / "data" / "realkc" / "26.5.6-invalid-option-kc-invalid-option.log"
+
+
+def test_analyze_console_lines_claim_no_time() -> None:
+    """Real Keycloak 26.5.6 refusing an option: kc.sh's console lines carry no time, and the
+    event claims none (it said 0.0, 1970)."""
+    result = run_cli("analyze", str(INVALID_OPTION), "--json")
+    assert result.returncode == 0, result.stderr
+    event = json.loads(result.stdout.splitlines()[0])
+    assert "timestamp" not in event
+    assert (event["event"], event["reason"]) == ("startup_fatal", "config")
+
+
 def test_analyze_timeline_is_readable(tmp_path: Path) -> None:
     log = tmp_path / "kc.log"
     log.write_text(f"{STARTED}\n")

@@ -225,10 +225,13 @@ class Pipeline:
                 self._log_time(record)
             return []
         when = now if now is not None else self._log_time(record)
+        # a record without a time of its own (kc.sh's console lines) is placed at the last
+        # time read, but its event claims none: a log with no times at all said 1970
+        stamped = now is None and record.header.timestamp is not None
         out: list[LogEvent] = []
         for event in found:
             timed = event
-            if now is None and event.timestamp != when:
+            if stamped and event.timestamp != when:
                 timed = dataclasses.replace(event, timestamp=when)
             out.extend(self._sink.apply(timed, when))
         return out
