@@ -185,6 +185,15 @@ def test_analyze_console_lines_claim_no_time() -> None:
     assert (event["event"], event["reason"]) == ("startup_fatal", "config")
 
 
+def test_analyze_console_line_event_is_on_its_own_line() -> None:
+    """The same log: two lines of the entrypoint's chatter, then "Unknown option" on line 3.
+    Headerless console lines are lines of their own: the event is on line 3 (it said 1, the
+    first line of the file, as if the chatter and the error were one record)."""
+    assert INVALID_OPTION.read_text().splitlines()[2].startswith("Unknown option")
+    result = run_cli("analyze", str(INVALID_OPTION), "--json")
+    assert json.loads(result.stdout.splitlines()[0])["line"] == 3
+
+
 def test_analyze_timeline_is_readable(tmp_path: Path) -> None:
     log = tmp_path / "kc.log"
     log.write_text(f"{STARTED}\n")

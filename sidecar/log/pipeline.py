@@ -172,12 +172,20 @@ class Pipeline:
         """The record around ``hit``: back to its header line, forward to the next header."""
         line_start = data.rfind(b"\n", floor, hit) + 1 or floor
         line_start = max(line_start, floor)
+        hit_line = line_start
         steps = 0
+        header = False
         while line_start > floor and steps < self._max_record_lines:
             if self._is_header_at(data, line_start):
+                header = True
                 break
             line_start = max(data.rfind(b"\n", floor, line_start - 1) + 1, floor)
             steps += 1
+        header = header or self._is_header_at(data, line_start)
+        if not header and _console_lines(data, line_start, hit_line):
+            # no header above, only console lines (kc.sh's own output: "Unknown option: ..."):
+            # each is a line of its own, the record begins where the evidence is
+            line_start = hit_line
         next_line = data.find(b"\n", hit, end) + 1 or end
         while next_line < end and not self._is_header_at(data, next_line):
             next_line = data.find(b"\n", next_line, end) + 1 or end
@@ -256,6 +264,15 @@ _QUARKUS_HEADER = re.compile(
     rb'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:TRACE|DEBUG|INFO |WARN |ERROR|FATAL) \[|\{"'
 )
 _CONTINUATIONS = (b"\tat ", b"\t... ", b"Caused by: ", b"    at ", b"\tSuppressed: ")
+
+
+def _console_lines(data: bytes, start: int, end: int) -> bool:
+    """Lines in ``data[start:end]`` that are plain console output, none a stack frame, a
+    cause or an indented continuation."""
+    return not any(
+        line[:1] in (b" ", b"\t") or line.startswith((b"Caused by", b"at "))
+        for line in data[start:end].split(b"\n")
+    )
 
 
 def runtime_rules(rules: Sequence[Rule]) -> tuple[Rule, ...]:
