@@ -194,6 +194,22 @@ def test_analyze_console_line_event_is_on_its_own_line() -> None:
     assert json.loads(result.stdout.splitlines()[0])["line"] == 3
 
 
+@pytest.mark.parametrize("mode", ["--json", "--quiet", "--timeline"])
+def test_analyze_into_a_closed_pipe_ends_quietly(mode: str) -> None:
+    """``analyze ... | head -1``: when the reader has gone, analyze stops like a tool killed
+    by SIGPIPE (141) with nothing on stderr; it printed a BrokenPipeError traceback."""
+    args = [sys.executable, "-m", "sidecar", "analyze", str(INVALID_OPTION)]
+    child = subprocess.Popen(
+        [*args, *([mode] if mode != "--timeline" else [])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    child.stdout.close()  # before the interpreter has started: its first write fails
+    _, stderr = child.communicate(timeout=60)
+    assert (child.returncode, stderr.decode()) == (141, "")
+
+
 def test_analyze_timeline_is_readable(tmp_path: Path) -> None:
     log = tmp_path / "kc.log"
     log.write_text(f"{STARTED}\n")

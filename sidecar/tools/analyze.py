@@ -2,7 +2,8 @@
 
 Same parser, classifier, state and policy as the daemon; time comes from the log's own
 timestamps.  Exit 0 when the file was analysed, whatever the verdict; 2 for unusable input,
-including input in which no Keycloak record at all was recognised (another program's log).
+including input in which no Keycloak record at all was recognised (another program's log);
+141 (as SIGPIPE) without a traceback when the reader of the output went away.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from sidecar.log.source import LineFramer
 
 EXIT_OK = 0
 EXIT_UNUSABLE = 2
+#: the reader went away (``analyze ... | head``): what a tool killed by SIGPIPE returns
+EXIT_READER_GONE = 128 + 13
 _BLOCK_BYTES = 1 << 19
 _BINARY_SAMPLE_BYTES = 4096
 _BINARY_RATIO = 0.3
@@ -220,6 +223,38 @@ def run(
     out: TextIO,
 ) -> int:
     """The CLI entry: print events and the final verdict; return the exit code."""
+    try:
+        code = _run(
+            path,
+            rules,
+            policy,
+            as_json=as_json,
+            quiet=quiet,
+            max_line_bytes=max_line_bytes,
+            max_record_lines=max_record_lines,
+            out=out,
+        )
+        out.flush()
+    except BrokenPipeError:
+        # the reader closed the pipe: stop quietly, and keep the interpreter's own last
+        # flush of stdout from raising it again
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_READER_GONE
+    return code
+
+
+def _run(
+    path: str,
+    rules: Sequence[Rule],
+    policy: Policy,
+    *,
+    as_json: bool,
+    quiet: bool,
+    max_line_bytes: int,
+    max_record_lines: int,
+    out: TextIO,
+) -> int:
     framer = LineFramer(max_line_bytes)
     try:
         blocks = read_blocks(path, max_line_bytes, framer)
@@ -237,6 +272,8 @@ def run(
     except UnusableInputError as error:
         sys.stderr.write(f"keycloak-sidecar analyze: {error}\n")
         return EXIT_UNUSABLE
+    except BrokenPipeError:
+        raise  # the output's reader went away, not the input: run() ends quietly
     except OSError as error:
         sys.stderr.write(f"keycloak-sidecar analyze: {path}: {error.strerror or error}\n")
         return EXIT_UNUSABLE
