@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
 import pytest
@@ -252,3 +253,14 @@ def test_wildfly_started_line_hard_wrapped(entry_id: str) -> None:
         if started != [WILDFLY_STARTED[entry_id]] or verdict["started"] == started[0]:
             wrong.append(width)
     assert wrong == []
+
+
+def test_glued_console_line_does_not_take_the_records_code() -> None:
+    """The jboss/keycloak entrypoint's "The batch failed" is printed under the embedded
+    server's WFLYSRV0025 ('started in') line and read with it: the fatal event must not carry
+    the 'started' message's code (it did)."""
+    story = pathlib.Path(__file__).parent / "data" / "stories"
+    text = (story / "wildfly-entrypoint-cli-batch-failed.log").read_text().rstrip("\n")
+    events, _ = run(text)
+    fatal = next(e for e in events if e["event"] == "startup_fatal")
+    assert (fatal["reason"], fatal.get("code", "")) == ("deployment", "")

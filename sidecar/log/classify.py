@@ -134,7 +134,7 @@ _FRAME_RE = re.compile(r"\s*(?:at |\.\.\. \d|Caused by|Suppressed:)")
 
 def _event(rule: Rule, match: re.Match[str] | bool, record: Record, body: str) -> LogEvent:
     kind = EventKind(rule.event)
-    code_match = _CODE_RE.search(body)
+    code_match = _code(rule, match, body)
     view = parse_view(body) if rule.view else None
     node = ""
     if isinstance(match, re.Match) and "node" in match.re.groupindex:
@@ -160,6 +160,21 @@ def _event(rule: Rule, match: re.Match[str] | bool, record: Record, body: str) -
         embedded=embedded,
         extra=(("merged", "true"),) if merged and view is None else (),
     )
+
+
+def _code(rule: Rule, match: re.Match[str] | bool, body: str) -> re.Match[str] | None:
+    """The message code of the evidence: the first one on the line where the rule matched or
+    after it.  Evidence in the record's cause chain (an indented or ``Caused by`` line)
+    falls back to the record's own code; a console line glued under a record (kc.sh's or
+    the WildFly CLI's output, such as "The batch failed" under the embedded server's
+    WFLYSRV0025 'started' line) has none of the record's."""
+    where = match.start() if isinstance(match, re.Match) else body.find(rule.contains)
+    line_start = body.rfind("\n", 0, max(where, 0)) + 1
+    own = _CODE_RE.search(body, line_start)
+    if own is not None or line_start == 0:
+        return own
+    glued = not body.startswith((" ", "\t", "Caused by", "at "), line_start)
+    return None if glued else _CODE_RE.search(body)
 
 
 def _is_embedded(record: Record, body: str) -> bool:
