@@ -58,6 +58,20 @@ def test_metrics_table_lists_every_metric() -> None:
     assert names - {"metric"} <= exported, names - exported
 
 
+def test_metrics_table_gives_each_metric_its_type_and_labels() -> None:
+    rows = re.findall(r"^\| ([^|]+) \| (\w+) \|([^|]*)\|", section("Metrics"), re.M)
+    documented = {
+        name: (kind, tuple(re.findall(r"`(\w+)`", labels)))
+        for names, kind, labels in rows
+        for name in re.findall(r"`(\w+)`", names)
+    }
+    exported = {f.name + ("_total" if f.kind == "counter" else ""): (f.kind, f.labels)
+                for f in FAMILIES}
+    exported["probe_duration_seconds"] = ("histogram", ("target",))
+    exported["probe_failures_total"] = ("counter", ("target", "reason"))
+    assert documented == exported
+
+
 def test_every_event_kind_is_documented() -> None:
     table = section("Metrics")
     for kind in EventKind:
