@@ -223,3 +223,14 @@ def test_index_matches_the_needle_filter_on_random_texts() -> None:
             at = rng.randrange(len(text) + 1)
             text = text[:at] + needle + text[at:]
         assert index.candidates(text) == by_needle(rules, text), repr(text)
+
+
+def test_memo_is_bounded_and_answers_like_the_walk() -> None:
+    index = RuleIndex(ALL)
+    line = "2026-03-02 07:00:00,000 ERROR [org.acme] (main) {} ISPN000476: Timed out {}"
+    for round_ in range(2):  # the second round reads texts evicted long ago
+        for i in range(3000):
+            record = make_record([line.format(i, "x" * 400)], i + 1)
+            assert classify.classify(record, index) == reference(record, ALL), (round_, i)
+            assert index._memo_chars <= classify._MEMO_CHARS
+    assert 0 < len(index._memo) < 3000

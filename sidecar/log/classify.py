@@ -103,7 +103,17 @@ class RuleIndex:
     rules' order, so the first matching rule is the one a walk over all rules finds.
     """
 
-    __slots__ = ("_always", "_blocks", "_by_block", "_positions", "_short", "_wrapped", "rules")
+    __slots__ = (
+        "_always",
+        "_blocks",
+        "_by_block",
+        "_memo",
+        "_memo_chars",
+        "_positions",
+        "_short",
+        "_wrapped",
+        "rules",
+    )
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
@@ -125,6 +135,35 @@ class RuleIndex:
         self._by_block = {block: tuple(needles) for block, needles in by_block.items()}
         self._blocks = frozenset(self._by_block)
         self._wrapped: RuleIndex | None = None
+        self._memo: dict[tuple[str, str, str], tuple[Rule, re.Match[str] | bool] | None] = {}
+        self._memo_chars = 0
+
+    def first_match(
+        self, text: str, level: str, category: str
+    ) -> tuple[Rule, re.Match[str] | bool] | None:
+        """The first rule that matches ``text`` at ``level`` from ``category``, and its match.
+
+        Logs repeat records word for word (the same warning, the same stack trace), so the
+        answers for the latest texts are kept: a rule's verdict depends on these three
+        values only.  The memo is bounded by the characters it holds.
+        """
+        key = (text, level, category)
+        memo = self._memo
+        if key in memo:
+            return memo[key]
+        found = None
+        for rule in self.candidates(text):
+            match = rule.matches(text, level, category)
+            if match:
+                found = (rule, match)
+                break
+        self._memo_chars += len(text)
+        while self._memo_chars > _MEMO_CHARS and memo:
+            oldest = next(iter(memo))
+            del memo[oldest]
+            self._memo_chars -= len(oldest[0])
+        memo[key] = found
+        return found
 
     def candidates(self, text: str) -> list[Rule]:
         """The rules whose needle ``text`` contains (and those without one), in order."""
@@ -151,6 +190,8 @@ class RuleIndex:
         return self._wrapped
 
 
+#: the most characters of record text whose first match a ``RuleIndex`` remembers
+_MEMO_CHARS: Final = 1 << 20
 #: a block is one machine ``unsigned int`` (4 bytes): its value is the block's key
 _BLOCK: Final = memoryview(bytes(16)).cast("I").itemsize
 #: needles this long (in UTF-8 bytes) always cover a whole block of the text
@@ -174,32 +215,28 @@ def classify(record: Record, rules: RuleIndex | Sequence[Rule]) -> list[LogEvent
     Give a ``RuleIndex`` when classifying many records (a sequence is indexed per call).
     """
     index = rules if isinstance(rules, RuleIndex) else RuleIndex(rules)
-    body = record.body
-    found = _first_match(record, body, index.candidates(body))
+    found = _first_match(record, record.body, index)
     if found is None and record.continuation:
         # a terminal's hard wrap split the line: read it whole again, for the records that
         # tell a start or a stop (progress and causes do not need it)
         unwrapped = _unwrapped(record)
         if unwrapped is not None:
-            wrapped = index.wrapped
-            found = _first_match(record, unwrapped, wrapped.candidates(unwrapped))
+            found = _first_match(record, unwrapped, index.wrapped)
     return found or []
 
 
 _WRAPPED = frozenset({EventKind.STARTUP_COMPLETE.value, EventKind.SHUTDOWN.value})
 
 
-def _first_match(record: Record, body: str, rules: Sequence[Rule]) -> list[LogEvent] | None:
+def _first_match(record: Record, body: str, index: RuleIndex) -> list[LogEvent] | None:
     """The first matching rule's event; [] for an ignore rule; None when nothing matched."""
-    header = record.header
-    for rule in rules:
-        match = rule.matches(body, header.level, header.category)
-        if not match:
-            continue
-        if rule.event == IGNORE:
-            return []
-        return [_event(rule, match, record, body)]
-    return None
+    found = index.first_match(body, record.header.level, record.header.category)
+    if found is None:
+        return None
+    rule, match = found
+    if rule.event == IGNORE:
+        return []
+    return [_event(rule, match, record, body)]
 
 
 def _unwrapped(record: Record) -> str | None:
