@@ -1,4 +1,5 @@
-"""One log record -> the events it means.  Pure.
+"""One log record -> the events it means.  Pure (``RuleIndex`` remembers answers, it never
+changes one).
 
 What a line means is in the rules (``rules.py``, ``data/rules.toml``); how a header line
 looks is in ``layout.py`` (the pipeline keeps its own byte-level header test for framing, a
@@ -100,7 +101,9 @@ class RuleIndex:
     whole block, which equals one of the needle's own blocks at offsets 0-3.  So a needle is
     tested only when one of its blocks is among the text's blocks; shorter needles are
     tested always, rules without a needle are always candidates.  The candidates keep the
-    rules' order, so the first matching rule is the one a walk over all rules finds.
+    rules' order, so the first matching rule is the one a walk over all rules finds
+    (tests/test_classify_index.py holds the two to the same answers).  The answers for the
+    latest texts are remembered (``first_match``).
     """
 
     __slots__ = (
