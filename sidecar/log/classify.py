@@ -1,4 +1,5 @@
-"""One log record -> the events it means.  Pure.
+"""One log record -> the events it means.  Pure (``RuleIndex`` remembers answers, it never
+changes one).
 
 What a line means is in the rules (``rules.py``, ``data/rules.toml``); how a header line
 looks is in ``layout.py`` (the pipeline keeps its own byte-level header test for framing, a
@@ -90,34 +91,155 @@ def _bounded_continuation(rest: tuple[str, ...], used_chars: int) -> tuple[str, 
     return tuple(kept)
 
 
-def classify(record: Record, rules: Sequence[Rule]) -> list[LogEvent]:
-    """The events of one record; empty when it means nothing for health."""
-    found = _first_match(record, record.body, rules)
+class RuleIndex:
+    """Rules in their order, indexed by needle: which rules can match a text at all.
+
+    A rule matches only a text that contains its ``contains`` needle, so a record needs to
+    be tried only against the rules whose needle it contains; those are found without
+    testing every needle.  Read the text's UTF-8 bytes as 4-byte blocks at offsets 0, 4,
+    8, ... (one C-level pass): any occurrence of a needle of at least 7 bytes covers one
+    whole block, which equals one of the needle's own blocks at offsets 0-3.  So a needle is
+    tested only when one of its blocks is among the text's blocks; shorter needles are
+    tested always, rules without a needle are always candidates.  The candidates keep the
+    rules' order, so the first matching rule is the one a walk over all rules finds
+    (tests/test_classify_index.py holds the two to the same answers).  The answers for the
+    latest texts are remembered (``first_match``).
+    """
+
+    __slots__ = (
+        "_always",
+        "_blocks",
+        "_by_block",
+        "_memo",
+        "_memo_chars",
+        "_positions",
+        "_short",
+        "_wrapped",
+        "rules",
+    )
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+        positions: dict[str, list[int]] = {}
+        for position, rule in enumerate(self.rules):
+            positions.setdefault(rule.contains, []).append(position)
+        self._positions = {needle: tuple(found) for needle, found in positions.items()}
+        self._always = self._positions.pop("", ())
+        short: list[tuple[str, tuple[int, ...]]] = []
+        by_block: dict[int, set[str]] = {}
+        for needle, found in self._positions.items():
+            encoded = _utf8(needle)
+            if len(encoded) < _INDEXED_NEEDLE:
+                short.append((needle, found))
+                continue
+            for offset in range(_BLOCK):
+                by_block.setdefault(_blocks(encoded[offset:])[0], set()).add(needle)
+        self._short = tuple(short)
+        self._by_block = {block: tuple(needles) for block, needles in by_block.items()}
+        self._blocks = frozenset(self._by_block)
+        self._wrapped: RuleIndex | None = None
+        self._memo: dict[tuple[str, str, str], tuple[Rule, re.Match[str] | bool] | None] = {}
+        self._memo_chars = 0
+
+    def first_match(
+        self, text: str, level: str, category: str
+    ) -> tuple[Rule, re.Match[str] | bool] | None:
+        """The first rule that matches ``text`` at ``level`` from ``category``, and its match.
+
+        Logs repeat records word for word (the same warning, the same stack trace), so the
+        answers for the latest texts are kept: a rule's verdict depends on these three
+        values only.  The memo is bounded by the characters it holds.
+        """
+        key = (text, level, category)
+        memo = self._memo
+        if key in memo:
+            return memo[key]
+        found = None
+        for rule in self.candidates(text):
+            match = rule.matches(text, level, category)
+            if match:
+                found = (rule, match)
+                break
+        self._memo_chars += len(text)
+        while self._memo_chars > _MEMO_CHARS and memo:
+            oldest = next(iter(memo))
+            del memo[oldest]
+            self._memo_chars -= len(oldest[0])
+        memo[key] = found
+        return found
+
+    def candidates(self, text: str) -> list[Rule]:
+        """The rules whose needle ``text`` contains (and those without one), in order."""
+        found = list(self._always)
+        for needle, positions in self._short:
+            if needle in text:
+                found += positions
+        blocks = self._blocks.intersection(_blocks(_utf8(text)))
+        if blocks:
+            by_block = self._by_block
+            needles = {needle for block in blocks for needle in by_block[block]}
+            for needle in needles:
+                if needle in text:
+                    found += self._positions[needle]
+        found.sort()
+        rules = self.rules
+        return [rules[position] for position in found]
+
+    @property
+    def wrapped(self) -> RuleIndex:
+        """The rules that are tried again on a hard-wrapped record (built once)."""
+        if self._wrapped is None:
+            self._wrapped = RuleIndex([r for r in self.rules if r.event in _WRAPPED])
+        return self._wrapped
+
+
+#: the most characters of record text whose first match a ``RuleIndex`` remembers
+_MEMO_CHARS: Final = 1 << 20
+#: a block is one machine ``unsigned int`` (4 bytes): its value is the block's key
+_BLOCK: Final = memoryview(bytes(16)).cast("I").itemsize
+#: needles this long (in UTF-8 bytes) always cover a whole block of the text
+_INDEXED_NEEDLE: Final = 2 * _BLOCK - 1
+
+
+def _utf8(text: str) -> bytes:
+    # JSON can carry lone surrogates; "surrogatepass" keeps the encoding prefix-free, so a
+    # substring's bytes are still a substring of the text's bytes
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _blocks(data: bytes) -> memoryview:
+    """``data`` as whole blocks from offset 0 (the tail shorter than a block is left out)."""
+    return memoryview(data)[: len(data) - len(data) % _BLOCK].cast("I")
+
+
+def classify(record: Record, rules: RuleIndex | Sequence[Rule]) -> list[LogEvent]:
+    """The events of one record; empty when it means nothing for health.
+
+    Give a ``RuleIndex`` when classifying many records (a sequence is indexed per call).
+    """
+    index = rules if isinstance(rules, RuleIndex) else RuleIndex(rules)
+    found = _first_match(record, record.body, index)
     if found is None and record.continuation:
         # a terminal's hard wrap split the line: read it whole again, for the records that
         # tell a start or a stop (progress and causes do not need it)
         unwrapped = _unwrapped(record)
         if unwrapped is not None:
-            found = _first_match(record, unwrapped, [r for r in rules if r.event in _WRAPPED])
+            found = _first_match(record, unwrapped, index.wrapped)
     return found or []
 
 
 _WRAPPED = frozenset({EventKind.STARTUP_COMPLETE.value, EventKind.SHUTDOWN.value})
 
 
-def _first_match(record: Record, body: str, rules: Sequence[Rule]) -> list[LogEvent] | None:
+def _first_match(record: Record, body: str, index: RuleIndex) -> list[LogEvent] | None:
     """The first matching rule's event; [] for an ignore rule; None when nothing matched."""
-    header = record.header
-    for rule in rules:
-        if rule.contains not in body:
-            continue
-        match = rule.matches(body, header.level, header.category)
-        if not match:
-            continue
-        if rule.event == IGNORE:
-            return []
-        return [_event(rule, match, record, body)]
-    return None
+    found = index.first_match(body, record.header.level, record.header.category)
+    if found is None:
+        return None
+    rule, match = found
+    if rule.event == IGNORE:
+        return []
+    return [_event(rule, match, record, body)]
 
 
 def _unwrapped(record: Record) -> str | None:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from sidecar.core.events import LogEvent
 from sidecar.log import layout
-from sidecar.log.classify import Record, classify, make_record
+from sidecar.log.classify import Record, RuleIndex, classify, make_record
 from sidecar.log.rules import (
     RUNTIME_ANCHORS_CSV,
     RUNTIME_ANCHORS_JSON,
@@ -58,8 +58,8 @@ class Pipeline:
         max_record_lines: int = 512,
         scanner: Scanner | None = None,
     ) -> None:
-        self._rules = tuple(rules)
-        self._runtime_rules = runtime_rules(rules)
+        self._rules = RuleIndex(rules)
+        self._runtime_rules = RuleIndex(runtime_rules(rules))
         self._sink = sink
         self._scan = scanner or best_scanner()
         self._max_record_lines = max_record_lines

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import TypeGuard
 
 from sidecar.core.events import ALL_REASONS, EventKind
@@ -134,7 +134,11 @@ RUNTIME_ISPN_CODES: frozenset[bytes] = frozenset(
 @functools.cache
 def builtin_rules() -> tuple[Rule, ...]:
     """The built-in table (``sidecar/data/rules.toml``), compiled like a user's rules file."""
-    text = resources.files("sidecar").joinpath(BUILTIN_RULES_RESOURCE).read_text("utf-8")
+    # read beside the package, not through importlib.resources: that pulls in zipfile,
+    # tempfile and pathlib at every start (tests/test_rules.py checks the file is package data)
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(package, *BUILTIN_RULES_RESOURCE.split("/")), encoding="utf-8") as f:
+        text = f.read()
     return parse_rules_text(text, origin="built-in", toml=True)
 
 
