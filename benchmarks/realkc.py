@@ -74,7 +74,7 @@ USER_PASSWORD = "bench-user-password"
 LOG_LEVEL = "INFO,org.keycloak.events:debug"
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 LOADS = ("tokens", "logins", "logins-default-hash")
-#: Keycloak 26's default (argon2) would make each login ~0.1 s of CPU: this one costs ~1 ms
+#: Keycloak 26's default hash (argon2) costs ~0.1 s of CPU a login: this one a small part of it
 FAST_HASH_POLICY = "hashAlgorithm(pbkdf2-sha512) and hashIterations(1000)"
 #: logins at the default hash are CPU-bound at a few a second: more connections only queue
 SLOW_LOGIN_CONNECTIONS = 4
@@ -352,7 +352,7 @@ class Wrk:
         return " ".join(argv)
 
     def start(self, procs: Processes, seconds: float, tag: str) -> tuple[int, Path]:
-        out = self.directory / f"wrk-{self.load.name}-{tag}.txt"
+        out = self.directory / f"wrk-{self.load.name}-c{self.connections}-{tag}.txt"
         proc = procs.spawn(self.argv(seconds), stdout=out.open("wb"), stderr=subprocess.STDOUT)
         return proc.pid, out
 
