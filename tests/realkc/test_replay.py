@@ -85,6 +85,48 @@ EXPECTED: dict[tuple[str, str], Expected] = {
 }
 
 
+# Failures users hit, produced by tests/realkc/realkc_failures.py (docs/realkc.md, "More
+# failures").  The project's policy (README, "Causes of startup_fatal"): a configuration that
+# a restart with the fixed Secret/ConfigMap repairs is startup_fatal (Keycloak exits on it
+# anyway); the database being unusable is db_unavailable and never a kill.  A "console" log
+# is kc.sh's output where Keycloak never opened its log file: what a sidecar reading the
+# container's stream (--log-source=kubernetes, --log-file=-) sees.
+FATAL_BEFORE_START = {"live": False, "started": False, "reasons": frozenset({"startup_fatal"})}
+EXPECTED |= {
+    # the datasource's configuration, read from the whole record (Caused by chain too)
+    ("db-wrong-password", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"db_config"}),
+    ),
+    ("db-unknown-database", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"db_config"}),
+    ),
+    # nothing listening on the database's port: Keycloak exits (the kubelet restarts it), but
+    # the sidecar never asks for a kill: the generic failure is suppressed by db_unavailable
+    ("db-refused", "*"): Expected(live=True, started=False, reasons=frozenset({"db_unavailable"})),
+    # console only: production start without --hostname
+    ("hostname-missing", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"config"}),
+    ),
+    # console only: HTTPS (the production default) without a certificate
+    ("https-no-key-material", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"tls"}),
+    ),
+    # console only: start --optimized with a build-time option (health, db) that differs
+    ("build-option-differs", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"build"}),
+    ),
+    ("db-vendor-unknown", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"build"}),
+    ),
+}
+
+
 def saved_logs() -> list[Path]:
     return sorted(FIXTURES.glob("*.log"))
 
