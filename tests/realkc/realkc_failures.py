@@ -48,6 +48,7 @@ from realkc_cluster import (
     DB_USER,
     FIXTURES,
     KeycloakNode,
+    Partition,
     Postgres,
     Processes,
     Sidecar,
@@ -101,10 +102,6 @@ class PasswordPostgres(Postgres):
     def ensure_role(self) -> None:
         if not self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{DB_USER}'").strip():
             self.psql(f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}'")
-
-    def copy_database(self, name: str, owner: str = DB_USER) -> None:
-        """A new database from the migrated template (no migration on the node's boot)."""
-        self.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE} OWNER {owner}")
 
 
 @dataclass
@@ -181,6 +178,19 @@ class Bench:
             **kwargs,
         )
 
+    def empty_database(self, name: str, owner: str = DB_USER) -> None:
+        """For a failure expected before the schema is touched (no migration to wait for)."""
+        self.postgres.ensure_role()
+        self.postgres.psql(f"CREATE DATABASE {name} OWNER {owner}")
+
+    def migrated_database(self, name: str, owner: str = DB_USER) -> None:
+        """A copy of the migrated template (the node's boot migrates nothing)."""
+        if not self.postgres.psql(
+            f"SELECT 1 FROM pg_database WHERE datname = '{TEMPLATE_DATABASE}'"
+        ).strip():
+            self.migrate_template()
+        self.postgres.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE} OWNER {owner}")
+
     def migrate_template(self) -> None:
         """Boot one node on an empty database until started, stop it: the template."""
         self.postgres.ensure_role()
@@ -237,19 +247,20 @@ def started(node: KeycloakNode) -> bool:
 
 
 def wrong_db_password(bench: Bench) -> list[Outcome]:
-    bench.postgres.copy_database("kc_wrong_password")
+    bench.empty_database("kc_wrong_password")
     node = bench.node("kc-fail", "kc_wrong_password", replace={"--db-password": "not-the-password"})
     return [bench.run("db-wrong-password", node)]
 
 
 def unknown_database(bench: Bench) -> list[Outcome]:
+    bench.postgres.ensure_role()
     node = bench.node("kc-fail", "no_such_database")
     return [bench.run("db-unknown-database", node)]
 
 
 def no_connect_privilege(bench: Bench) -> list[Outcome]:
     """A database the Keycloak user may not connect to (CONNECT revoked from PUBLIC)."""
-    bench.postgres.copy_database("kc_no_connect", owner="postgres")
+    bench.empty_database("kc_no_connect", owner="postgres")
     bench.postgres.psql("REVOKE CONNECT ON DATABASE kc_no_connect FROM PUBLIC")
     node = bench.node("kc-fail", "kc_no_connect")
     return [bench.run("db-no-connect-privilege", node)]
@@ -257,7 +268,7 @@ def no_connect_privilege(bench: Bench) -> list[Outcome]:
 
 def no_create_privilege(bench: Bench) -> list[Outcome]:
     """An empty database owned by someone else: PostgreSQL 15+ grants no CREATE on public."""
-    bench.postgres.psql("CREATE DATABASE kc_no_create OWNER postgres")
+    bench.empty_database("kc_no_create", owner="postgres")
     node = bench.node("kc-fail", "kc_no_create")
     return [bench.run("db-no-create-privilege", node)]
 
@@ -271,7 +282,7 @@ def nothing_listening(bench: Bench) -> list[Outcome]:
 
 def role_connection_limit(bench: Bench) -> list[Outcome]:
     """The user's connection limit reached (a managed database's per-role limit)."""
-    bench.postgres.copy_database("kc_limit")
+    bench.empty_database("kc_limit")
     bench.postgres.psql(f"ALTER ROLE {DB_USER} CONNECTION LIMIT 0")
     try:
         node = bench.node("kc-fail", "kc_limit")
@@ -310,20 +321,20 @@ def too_many_clients(bench: Bench) -> list[Outcome]:
 
 def hostname_missing(bench: Bench) -> list[Outcome]:
     """Production ``start`` without ``--hostname`` (hostname-strict is true by default)."""
-    bench.postgres.copy_database("kc_hostname")
+    bench.empty_database("kc_hostname")
     node = bench.node("kc-fail", "kc_hostname", drop=("--hostname-strict",))
     return [bench.run("hostname-missing", node)]
 
 
 def https_without_key_material(bench: Bench) -> list[Outcome]:
     """HTTP disabled (the production default) and no certificate given."""
-    bench.postgres.copy_database("kc_https")
+    bench.empty_database("kc_https")
     node = bench.node("kc-fail", "kc_https", drop=("--http-enabled",))
     return [bench.run("https-no-key-material", node)]
 
 
 def truststore_missing(bench: Bench) -> list[Outcome]:
-    bench.postgres.copy_database("kc_truststore")
+    bench.empty_database("kc_truststore")
     node = bench.node(
         "kc-fail", "kc_truststore", replace={"--truststore-paths": "/nonexistent/ca.pem"}
     )
@@ -332,7 +343,7 @@ def truststore_missing(bench: Bench) -> list[Outcome]:
 
 def keystore_wrong_password(bench: Bench) -> list[Outcome]:
     """A PKCS#12 keystore (openssl) opened with the wrong password."""
-    bench.postgres.copy_database("kc_keystore")
+    bench.empty_database("kc_keystore")
     address = bench.address()
     directory = bench.root / "kc-keystore-material"
     store = pkcs12(directory, address, "right-password")
@@ -350,7 +361,7 @@ def keystore_wrong_password(bench: Bench) -> list[Outcome]:
 
 
 def keystore_missing(bench: Bench) -> list[Outcome]:
-    bench.postgres.copy_database("kc_keystore_missing")
+    bench.empty_database("kc_keystore_missing")
     address = bench.address()
     node = bench.node(
         "kc-fail",
@@ -393,7 +404,7 @@ def private_home(bench: Bench) -> Iterator[Path]:
 
 def import_malformed_realm(bench: Bench) -> list[Outcome]:
     """``--import-realm`` with a realm file that is not valid JSON."""
-    bench.postgres.copy_database("kc_import")
+    bench.migrated_database("kc_import")
     with private_home(bench) as home:
         imports = home / "data" / "import"
         imports.mkdir(parents=True, exist_ok=True)
@@ -433,7 +444,7 @@ def invalid_values_auto_build(bench: Bench) -> list[Outcome]:
 
 
 def unknown_feature(bench: Bench) -> list[Outcome]:
-    bench.postgres.copy_database("kc_feature")
+    bench.empty_database("kc_feature")
     node = bench.node("kc-fail", "kc_feature", replace={"--features": "no-such-feature"})
     return [bench.run("feature-unknown", node)]
 
@@ -445,14 +456,14 @@ def unknown_db_vendor(bench: Bench) -> list[Outcome]:
 
 def build_option_changed(bench: Bench) -> list[Outcome]:
     """``start --optimized`` with a build-time option other than the build's."""
-    bench.postgres.copy_database("kc_build_option")
+    bench.empty_database("kc_build_option")
     node = bench.node("kc-fail", "kc_build_option", replace={"--health-enabled": "false"})
     return [bench.run("build-option-differs", node)]
 
 
 def log_directory_not_creatable(bench: Bench) -> list[Outcome]:
     """The log file's folder cannot be created (a regular file is in the way)."""
-    bench.postgres.copy_database("kc_logdir")
+    bench.empty_database("kc_logdir")
     node = bench.node("kc-fail", "kc_logdir")
     blocker = node.directory / "not-a-directory"
     blocker.write_text("", encoding="utf-8")
@@ -462,7 +473,7 @@ def log_directory_not_creatable(bench: Bench) -> list[Outcome]:
 
 def jgroups_port_taken(bench: Bench) -> list[Outcome]:
     """Another process holds the JGroups ports of the node's address (7800 and its range)."""
-    bench.postgres.copy_database("kc_jgroups_port")
+    bench.migrated_database("kc_jgroups_port")
     address = bench.address()
     holders = []
     try:
@@ -477,6 +488,32 @@ def jgroups_port_taken(bench: Bench) -> list[Outcome]:
     finally:
         for holder in holders:
             holder.close()
+
+
+def jgroups_blocked_from_start(bench: Bench) -> list[Outcome]:
+    """A second node whose JGroups traffic is dropped from before its start (a network
+    policy without port 7800): it finds its peer through the database but cannot reach it."""
+    if Partition.available():
+        raise RuntimeError(Partition.available())
+    bench.migrated_database("kc_alone")
+    peer = bench.node("kc-peer", "kc_alone", node_name="kc-peer")
+    peer.start()
+    wait_until("the peer started", lambda: started(peer), BOOT_TIMEOUT_SECONDS)
+    lonely = bench.node("kc-alone", "kc_alone", node_name="kc-alone")
+    partition = Partition(peer.address, lonely.address)
+    partition.cut()
+    began = time.monotonic()
+
+    def settled(node: FailingNode, _: Sidecar) -> bool:
+        # started (alone) and 60 s more of whatever it logs about the unreachable peer
+        return started(node) and time.monotonic() - began > 60
+
+    try:
+        outcome = bench.run("jgroups-blocked-from-start", lonely, until=settled)
+    finally:
+        partition.heal()
+        peer.stop()
+    return [outcome]
 
 
 def db_killed_mid_migration(bench: Bench) -> list[Outcome]:
@@ -523,7 +560,7 @@ def db_killed_mid_migration(bench: Bench) -> list[Outcome]:
 def runtime_credentials(bench: Bench) -> list[Outcome]:
     """A running node whose database password is changed and connections cut (a rotation
     that forgot the Secret), then the role's connection limit hit, then login refused."""
-    bench.postgres.copy_database("kc_runtime")
+    bench.migrated_database("kc_runtime")
     node = bench.node("kc-runtime", "kc_runtime")
     pg = bench.postgres
     cut = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'keycloak'"
@@ -573,13 +610,14 @@ SCENARIOS: dict[str, Callable[[Bench], list[Outcome]]] = {
     "invalid-values-auto-build": invalid_values_auto_build,
     "log-directory-not-creatable": log_directory_not_creatable,
     "jgroups-port-taken": jgroups_port_taken,
+    "jgroups-blocked-from-start": jgroups_blocked_from_start,
     "db-killed-mid-migration": db_killed_mid_migration,
     "db-runtime-access-lost": runtime_credentials,
 }
 
 
 @contextlib.contextmanager
-def bench_of(root: Path, *, template: bool = True) -> Iterator[Bench]:
+def bench_of(root: Path) -> Iterator[Bench]:
     version = selected_version()
     check_tools()
     home = fetch_keycloak(version)
@@ -589,10 +627,7 @@ def bench_of(root: Path, *, template: bool = True) -> Iterator[Bench]:
     try:
         postgres.init()
         postgres.start()
-        bench = Bench(version, home, root, processes, postgres)
-        if template:
-            bench.migrate_template()
-        yield bench
+        yield Bench(version, home, root, processes, postgres)
     finally:
         processes.close()
         postgres.remove()
@@ -643,7 +678,10 @@ def main() -> int:
                 kept.write_text(outcome.text, encoding="utf-8")
                 if options.save:
                     shutil.copyfile(kept, FIXTURES / fname)
-                print("[failures]", json.dumps(summary(outcome, kept)), flush=True)
+                try:
+                    print("[failures]", json.dumps(summary(outcome, kept)), flush=True)
+                except subprocess.CalledProcessError as error:  # analyze found nothing
+                    print(f"[failures] {outcome.scenario}: {error.stderr}", flush=True)
     return 0
 
 

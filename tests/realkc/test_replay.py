@@ -124,6 +124,49 @@ EXPECTED |= {
         **FATAL_BEFORE_START,  # type: ignore[arg-type]
         fatal_causes=frozenset({"build"}),
     ),
+    # the database refuses this user (no CONNECT grant, the role's connection limit, every
+    # slot but the superusers' taken): fixed on the database, not by restarting the pod;
+    # Keycloak exits by itself, the sidecar never asks for a kill
+    ("db-no-connect-privilege", "*"): Expected(
+        live=True, started=False, reasons=frozenset({"db_unavailable"})
+    ),
+    ("db-role-connection-limit", "*"): Expected(
+        live=True, started=False, reasons=frozenset({"db_unavailable"})
+    ),
+    ("db-too-many-clients", "*"): Expected(
+        live=True, started=False, reasons=frozenset({"db_unavailable"})
+    ),
+    # an empty database owned by another user (PostgreSQL 15+: no CREATE on public): the
+    # first migration fails, a migration failure like the schema conflict
+    ("db-no-create-privilege", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"liquibase"}),
+    ),
+    # console only: --truststore-paths names a file that does not exist
+    ("truststore-missing", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"tls"}),
+    ),
+    # --https-key-store-file names a file that does not exist
+    ("keystore-missing", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"tls"}),
+    ),
+    # --import-realm with a realm file that is not JSON: "Failed to run import"
+    ("import-realm-malformed", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"config"}),
+    ),
+    # console only: start (auto-build) with --features=no-such-feature
+    ("feature-unknown-auto-build", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"config"}),
+    ),
+    # a PKCS#12 keystore opened with the wrong password: "Unable to start HTTP server"
+    ("keystore-wrong-password", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"tls"}),
+    ),
 }
 
 
@@ -174,3 +217,25 @@ def test_refused_system_property_is_a_config_cause(name: str) -> None:
     events, _ = analyze_json(FIXTURES / name)
     causes = {e.get("reason") for e in events if e["event"] == "startup_fatal"}
     assert "config" in causes, causes
+
+
+#: the database causes each failure's real log must show (db_unavailable reasons)
+DB_CAUSES: dict[str, frozenset[str]] = {
+    "db-refused": frozenset({"refused"}),
+    "db-no-connect-privilege": frozenset({"rejected"}),
+    "db-role-connection-limit": frozenset({"rejected"}),
+    "db-too-many-clients": frozenset({"rejected"}),
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in saved_logs() if (m := NAME.match(p.name)) and m["scenario"] in DB_CAUSES],
+    ids=lambda p: p.stem,
+)
+def test_replay_names_the_database_cause(path: Path) -> None:
+    match = NAME.match(path.name)
+    assert match
+    events, _ = analyze_json(path)
+    causes = {e.get("reason") for e in events if e["event"] == "db_unavailable"}
+    assert DB_CAUSES[match["scenario"]] <= causes, causes
