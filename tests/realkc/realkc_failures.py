@@ -622,6 +622,7 @@ def bench_of(root: Path) -> Iterator[Bench]:
     check_tools()
     home = fetch_keycloak(version)
     build_keycloak(home)
+    root.mkdir(parents=True, exist_ok=True)
     processes = Processes()
     postgres = PasswordPostgres(processes)
     try:
