@@ -6,7 +6,8 @@ fixed Secret repairs: ``startup_fatal``/``db_config``), a database that refuses 
 at boot (Keycloak exits, but the sidecar never asks for a kill: the database is not the pod's
 fault), and a production start without ``--hostname`` (kc.sh says so on its console only).
 Each uses a PostgreSQL of its own that checks passwords; none needs a migrated schema, so a
-node fails within seconds of its JVM's start.  Runs after ``test_realkc.py`` (file order) and
+node fails within seconds of its JVM's start.  The fourth kills the database during the first
+migration: the failed changeset is the database's doing, never a kill.  Runs after ``test_realkc.py`` (file order) and
 needs none of its cluster.
 """
 
@@ -59,8 +60,11 @@ def bench(keycloak_home: tuple[str, Path], realkc_root: Path) -> Iterator[Bench]
         assert not left, f"processes left behind: {left}"
 
 
-def boot_until_exit(bench: Bench, node: FailingNode) -> tuple[int, list[dict[str, object]]]:
-    """Start the node beside its sidecar, sample /livez every 0.2 s until the JVM exits."""
+def boot_until_exit(
+    bench: Bench, node: FailingNode, during: Callable[[], None] | None = None
+) -> tuple[int, list[dict[str, object]]]:
+    """Start the node beside its sidecar, sample /livez every 0.2 s until the JVM exits
+    (``during`` is called before each sample)."""
     sidecar = Sidecar(node, bench.processes)
     sidecar.start()
     node.start()
@@ -69,6 +73,8 @@ def boot_until_exit(bench: Bench, node: FailingNode) -> tuple[int, list[dict[str
     try:
         while alive(node.proc):
             assert time.monotonic() < deadline, f"{node.name} neither failed nor exited"
+            if during is not None:
+                during()
             samples.append(sidecar.get("/livez")[1] | {"readyz": sidecar.reasons("/readyz")})
             time.sleep(0.2)
         time.sleep(1.0)  # the sidecar polls the file: its last lines
@@ -146,3 +152,37 @@ def test_production_start_without_hostname(bench: Bench) -> None:
     finally:
         kill_group(sidecar.proc, 9)
         sidecar.proc.wait(timeout=30)
+
+
+def test_database_killed_during_the_first_migration_is_never_a_kill(bench: Bench) -> None:
+    """A PostgreSQL of its own SIGKILLed once the first migration has begun: the changeset
+    fails on "terminating connection due to unexpected postmaster exit" and Keycloak exits;
+    that is the database (``db_unavailable``), not the schema: /livez never fails."""
+    own = PasswordPostgres(bench.processes)
+    try:
+        own.init()
+        own.start()
+        own.ensure_role()
+        own.psql(f"CREATE DATABASE keycloak OWNER {DB_USER}")
+        node = bench.node("kc-fail", "keycloak", postgres=own)
+
+        def kill_once_migrating() -> None:
+            if alive(own.proc) and node.has_logged("Initializing database schema"):
+                time.sleep(1.0)  # a few changesets in
+                own.kill()
+
+        returncode, samples = boot_until_exit(bench, node, during=kill_once_migrating)
+        assert not alive(own.proc), "the migration never began"
+        assert returncode != 0
+        gone = "unexpected postmaster exit" if node.has_logged("postmaster exit") else "?"
+        print(f"\n[realkc] database killed mid-migration: Keycloak exited {returncode} ({gone})")
+        failing = [s for s in samples if s["status"] != "ok"]
+        assert failing == [], failing
+        assert "db_unavailable" in samples[-1]["readyz"], samples[-1]  # type: ignore[operator]
+        events, verdict = analyze_json(node.log_path)
+        assert verdict["live"], verdict
+        assert "liquibase" not in {e.get("reason") for e in events if e["event"] == "startup_fatal"}
+    finally:
+        if alive(own.proc):
+            own.kill()
+        own.remove()
