@@ -199,6 +199,12 @@ EXPECTED |= {
     ("jgroups-blocked-from-start", "*"): Expected(
         live=True, started=True, no_fatal=True, last_view_size=1
     ),
+    # console only: start (auto-build) with --db=nosuchdb: "Invalid value for option '--db'"
+    # (start --optimized never checks it: see db-vendor-unknown)
+    ("db-vendor-unknown-auto-build", "*"): Expected(
+        **FATAL_BEFORE_START,  # type: ignore[arg-type]
+        fatal_causes=frozenset({"config"}),
+    ),
     # a PKCS#12 keystore opened with the wrong password: "Unable to start HTTP server"
     ("keystore-wrong-password", "*"): Expected(
         **FATAL_BEFORE_START,  # type: ignore[arg-type]
