@@ -15,10 +15,10 @@ the real sidecar, waits for what Keycloak does (it exits by itself after a fatal
 error), and keeps what it printed.  Run as a script it records every scenario (or the named
 ones) and saves the logs as ``tests/data/realkc/<version>-<scenario>-<node>.log``:
 
-    /work/notes/javalock .venv/bin/python tests/realkc/realkc_failures.py [--save] [NAME...]
+    .venv/bin/python tests/realkc/realkc_failures.py [--save] [NAME...]
 
-``test_replay.py`` judges the saved logs without Java; ``test_failures.py`` runs the most
-important scenarios live in the suite.
+``test_replay.py`` judges the saved logs without Java; ``test_realkc_failures.py`` runs the two
+database ones live in the suite.
 """
 
 from __future__ import annotations
@@ -468,7 +468,13 @@ def log_directory_not_creatable(bench: Bench) -> list[Outcome]:
     blocker = node.directory / "not-a-directory"
     blocker.write_text("", encoding="utf-8")
     node.replace = {"--log-file": str(blocker / "keycloak.log")}
-    return [bench.run("log-directory-not-creatable", node)]
+
+    def started_by_probe(_: FailingNode, sidecar: Sidecar) -> bool:
+        # Keycloak runs on without any log: only the sidecar's probes can tell it started
+        verdicts = sidecar.get("/status")[1].get("verdicts", {})
+        return bool(verdicts.get("started", {}).get("ok"))
+
+    return [bench.run("log-directory-not-creatable", node, until=started_by_probe)]
 
 
 def jgroups_port_taken(bench: Bench) -> list[Outcome]:
