@@ -67,6 +67,12 @@ class BootRecord:
     runtime_fatal_reason: str = ""
     shutdown_at: float | None = None
     last_progress_at: float | None = None
+    #: a boot marker other than the 'started' line itself was seen in this boot
+    marked: bool = False
+    #: Keycloak 26.6+ async bootstrap: 'started' came before any other boot marker, so the
+    #: bootstrap (migration, Infinispan, JGroups) still follows in this very boot, until
+    #: "Bootstrap completed"; its markers then begin no new boot
+    bootstrapping: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -74,6 +80,11 @@ class BootRecord:
             t is not None
             for t in (self.complete_at, self.fatal_at, self.runtime_fatal_at, self.shutdown_at)
         )
+
+    @property
+    def ended(self) -> bool:
+        """Failed or stopped: any further boot marker begins a new boot."""
+        return any(t is not None for t in (self.fatal_at, self.runtime_fatal_at, self.shutdown_at))
 
 
 @dataclass(slots=True)
@@ -192,6 +203,8 @@ class MonitorState:
                 self.boot.named = True
                 self.boots_total += 1
                 self._note_boot()
+        if event.boot_marker and event.kind is not EventKind.STARTUP_COMPLETE:
+            self.boot.marked = True
         if event.once_per_boot:
             self.boot.markers.add(event.rule)
             self.boot.embedded = self.boot.embedded or event.embedded
@@ -225,7 +238,9 @@ class MonitorState:
     def _boot_decision(self, event: LogEvent) -> str:
         """'' (same boot), 'name' (the boot seen so far gets its first marker), or 'new'."""
         boot = self.boot
-        if boot.terminal or event.rule in boot.markers:
+        if event.rule in boot.markers or boot.ended:
+            return "new"
+        if boot.terminal and not boot.bootstrapping:
             return "new"
         return "" if boot.named else "name"
 
@@ -252,12 +267,15 @@ class MonitorState:
         kind = event.kind
         if kind is EventKind.STARTUP_PROGRESS:
             boot.last_progress_at = now
+            if event.reason == "bootstrap":  # 26.6+: the async bootstrap after 'started' ended
+                boot.bootstrapping = False
         elif kind is EventKind.STARTUP_COMPLETE:
             if event.embedded:
                 boot.embedded = True
                 boot.complete_at = boot.complete_at or now
             elif boot.complete_at is None or boot.embedded:
                 boot.complete_at, boot.embedded = now, False
+                boot.bootstrapping = not boot.marked
             boot.last_progress_at = now
         elif kind is EventKind.STARTUP_FATAL:
             if boot.fatal_at is None:
