@@ -26,6 +26,7 @@ from realkc_cluster import (
     Processes,
     RealCluster,
     Sidecar,
+    Unserved,
     alive,
     build_keycloak,
     check_tools,
@@ -43,10 +44,14 @@ MAX_RESTARTS = 3
 @pytest.fixture(scope="session")
 def keycloak_home() -> tuple[str, Path]:
     version = selected_version()
+    SEEN["version"] = f"real Keycloak {version} (not started)"
     try:
         check_tools()
         home = fetch_keycloak(version)
         build_keycloak(home)
+    except Unserved as unserved:
+        # asked for by name: a skip would pass for a run of that version
+        pytest.fail(f"real-Keycloak suite: {unserved}", pytrace=False)
     except Missing as missing:
         unavailable(str(missing))
     print(f"\n[realkc] real Keycloak {version} from {home}")
@@ -150,6 +155,13 @@ def leftover_processes(roots: tuple[Path, ...]) -> list[str]:
             command = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{entry.name}: {command[:160]}")
     return found
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The version in the header (read when tests/realkc is named on the command line)."""
+    asked = os.environ.get("KEYCLOAK_VERSION", "")
+    how = f"KEYCLOAK_VERSION={asked}" if asked else "the pin of tests/realkc/versions.txt"
+    return f"realkc: real Keycloak {selected_version()} ({how})"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
