@@ -114,14 +114,19 @@ def cluster(keycloak_home: tuple[str, Path], realkc_root: Path) -> Iterator[Real
 
 
 def boot_like_a_kubelet(real: RealCluster) -> None:
-    """Wait until both started; a node whose JVM exits is restarted (restartPolicy Always).
+    """Wait until both started and ready; a node whose JVM exits is restarted (restartPolicy
+    Always).
 
     Keycloak 26 exits by itself after a fatal startup error: when both nodes race on the
     empty database, the loser may die on "relation databasechangelog already exists".  The
     kubelet restarts such a container; nothing else (and never the sidecar) kills anything.
     """
     deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
-    while not all(has_started(s) and alive(s.node.proc) for s in real.sidecars):
+    # ready, not just started: Keycloak 26.6+ (async bootstrap) prints 'started' before it
+    # migrates, so the loser of the schema race exits after its 'started' line there
+    while not all(
+        has_started(s) and alive(s.node.proc) and s.status("/readyz") == 200 for s in real.sidecars
+    ):
         assert time.monotonic() < deadline, "the two nodes did not both start"
         for sidecar in real.sidecars:
             node = sidecar.node
