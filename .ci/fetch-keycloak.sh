@@ -39,7 +39,7 @@ artifact="org.keycloak:keycloak-quarkus-dist:$version:zip"
 log "mvn dependency:copy $artifact (strict checksums)"
 # --strict-checksums: Maven fails the download when the published .sha1/.md5 does not match.
 mvn_log="$cache/mvn.log"
-if ! mvn -q -B --strict-checksums dependency:copy -Dartifact="$artifact" \
+if ! mvn -q -B -Dstyle.color=never --strict-checksums dependency:copy -Dartifact="$artifact" \
     -DoutputDirectory="$cache" -Dmdep.overWriteReleases=true >"$mvn_log" 2>&1; then
     cat "$mvn_log" >&2
     # Maven's words for an artifact the repository does not have (reachable, but no such
@@ -47,6 +47,7 @@ if ! mvn -q -B --strict-checksums dependency:copy -Dartifact="$artifact" \
     if grep -q -E 'was not found in|Could not find artifact' "$mvn_log"; then
         log "Keycloak $version is not served by Maven Central ($artifact not found);" \
             "served versions: https://repo.maven.apache.org/maven2/org/keycloak/keycloak-quarkus-dist/"
+        rm -rf "$cache"
         exit 6
     fi
     log "mvn could not fetch $artifact (Maven Central unreachable?)"

@@ -115,8 +115,9 @@ def fetch_keycloak(version: str) -> Path:
         timeout=600,
     )
     if done.returncode == 6:  # no version, or one Maven Central does not serve
-        said = [line for line in done.stderr.splitlines() if line.startswith("[fetch-keycloak]")]
-        raise Unserved(f"Keycloak {version}: {' '.join(said)[-400:]}")
+        said = [line for line in done.stderr.splitlines() if "[fetch-keycloak]" in line]
+        last = said[-1].split("[fetch-keycloak]", 1)[1].strip() if said else done.stderr[-400:]
+        raise Unserved(last)
     if done.returncode != 0:
         raise Missing(f"could not fetch Keycloak {version}: {done.stderr.strip()[-400:]}")
     return Path(done.stdout.strip().splitlines()[-1])
