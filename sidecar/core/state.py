@@ -36,6 +36,14 @@ _REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable", "peer_sus
 #: and a 2-replica cluster would lose its last ready replica; a real partition is caught by
 #: the membership check against the peers the API says are ready
 _INFORMATIONAL_DEGRADED = frozenset({"split_brain"})
+#: degraded reasons about one peer: resolved once a view without that peer is installed
+_PEER_DEGRADED = frozenset({"peer_unreachable", "peer_suspected"})
+
+
+def _member_name(name: str) -> str:
+    """A member as a view and a JGroups message name it: ``kc1``, ``kc1(v=16.0.14)``,
+    ``kc1:`` are one member."""
+    return name.split("(", 1)[0].rstrip(":").strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +298,8 @@ class MonitorState:
         elif kind is EventKind.SHUTDOWN:
             boot.shutdown_at = boot.shutdown_at or now
         elif kind is EventKind.CLUSTER_DEGRADED:
-            self._record_degraded(event.reason, now)
+            if not self._about_a_departed_member(event):
+                self._record_degraded(event.reason, now)
         elif kind is EventKind.CLUSTER_VIEW:
             return self._record_view(event, now)
         elif kind in (EventKind.NODE_JOINED, EventKind.NODE_LEFT):
@@ -314,6 +323,13 @@ class MonitorState:
                 return
         self.degraded_at, self.degraded_reason = now, reason
 
+    def _about_a_departed_member(self, event: LogEvent) -> bool:
+        """Unreachable-peer evidence naming a member the current view no longer holds (or
+        a bare address no view holds): JGroups retrying to a peer that has left."""
+        if event.reason not in _PEER_DEGRADED or not event.node or self.view is None:
+            return False
+        return _member_name(event.node) not in {_member_name(m) for m in self.view.members}
+
     def _record_view(self, event: LogEvent, now: float) -> bool:
         view = event.view
         if view is None:
@@ -322,7 +338,17 @@ class MonitorState:
         if key in self._seen_views:
             return False
         self._seen_views = [*self._seen_views[-(_SEEN_VIEWS_MAX - 1) :], key]
+        previous = self.view
         self.view, self.view_since = view, now
+        left = previous is not None and bool(
+            {_member_name(m) for m in previous.members} - {_member_name(m) for m in view.members}
+        )
+        if left and self.degraded_reason in _PEER_DEGRADED:
+            # failure detection concluded: the unreachable peer is out of the view (a crashed
+            # peer, or one side of a partition, which the membership check judges)
+            self.degraded_at, self.degraded_reason = None, ""
+            for reason in _PEER_DEGRADED:
+                self._last_routine_degraded.pop(reason, None)
         return True
 
     # --- new boots -----------------------------------------------------------------------------
