@@ -83,8 +83,10 @@ CLUSTER_DEGRADED_REASONS: frozenset[str] = frozenset(
     }
 )
 
-#: Reasons for events that need none.
-OTHER_REASONS: frozenset[str] = frozenset({"", "signal", "stopped", "marker"})
+#: Reasons for events that need none ("bootstrap": the startup_progress of Keycloak 26.6+'s
+#: "Bootstrap completed", which follows its "started" line when the bootstrap runs async;
+#: not a start: the HTTP server may still fail to bind after it).
+OTHER_REASONS: frozenset[str] = frozenset({"", "signal", "stopped", "marker", "bootstrap"})
 
 ALL_REASONS: frozenset[str] = (
     STARTUP_FATAL_REASONS

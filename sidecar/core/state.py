@@ -39,6 +39,14 @@ _REPEATED_DEGRADED = frozenset({"request_timeout", "peer_unreachable", "peer_sus
 #: peer is caught by the membership check (the views against the peers the API says are
 #: ready), which reads neither
 _INFORMATIONAL_DEGRADED = frozenset({"split_brain", "peer_address_unknown"})
+#: degraded reasons about one peer: resolved once a view without that peer is installed
+_PEER_DEGRADED = frozenset({"peer_unreachable", "peer_suspected"})
+
+
+def _member_name(name: str) -> str:
+    """A member as a view and a JGroups message name it: ``kc1``, ``kc1(v=16.0.14)``,
+    ``kc1:`` are one member."""
+    return name.split("(", 1)[0].rstrip(":").strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,12 @@ class BootRecord:
     runtime_fatal_reason: str = ""
     shutdown_at: float | None = None
     last_progress_at: float | None = None
+    #: a boot marker other than the 'started' line itself was seen in this boot
+    marked: bool = False
+    #: Keycloak 26.6+ async bootstrap: 'started' came before any other boot marker, so the
+    #: bootstrap (migration, Infinispan, JGroups) still follows in this very boot, until
+    #: "Bootstrap completed"; its markers then begin no new boot
+    bootstrapping: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -77,6 +91,11 @@ class BootRecord:
             t is not None
             for t in (self.complete_at, self.fatal_at, self.runtime_fatal_at, self.shutdown_at)
         )
+
+    @property
+    def ended(self) -> bool:
+        """Failed or stopped: any further boot marker begins a new boot."""
+        return any(t is not None for t in (self.fatal_at, self.runtime_fatal_at, self.shutdown_at))
 
 
 @dataclass(slots=True)
@@ -195,6 +214,8 @@ class MonitorState:
                 self.boot.named = True
                 self.boots_total += 1
                 self._note_boot()
+        if event.boot_marker and event.kind is not EventKind.STARTUP_COMPLETE:
+            self.boot.marked = True
         if event.once_per_boot:
             self.boot.markers.add(event.rule)
             self.boot.embedded = self.boot.embedded or event.embedded
@@ -228,7 +249,9 @@ class MonitorState:
     def _boot_decision(self, event: LogEvent) -> str:
         """'' (same boot), 'name' (the boot seen so far gets its first marker), or 'new'."""
         boot = self.boot
-        if boot.terminal or event.rule in boot.markers:
+        if event.rule in boot.markers or boot.ended:
+            return "new"
+        if boot.terminal and not boot.bootstrapping:
             return "new"
         return "" if boot.named else "name"
 
@@ -255,12 +278,15 @@ class MonitorState:
         kind = event.kind
         if kind is EventKind.STARTUP_PROGRESS:
             boot.last_progress_at = now
+            if event.reason == "bootstrap":  # 26.6+: the async bootstrap after 'started' ended
+                boot.bootstrapping = False
         elif kind is EventKind.STARTUP_COMPLETE:
             if event.embedded:
                 boot.embedded = True
                 boot.complete_at = boot.complete_at or now
             elif boot.complete_at is None or boot.embedded:
                 boot.complete_at, boot.embedded = now, False
+                boot.bootstrapping = not boot.marked
             boot.last_progress_at = now
         elif kind is EventKind.STARTUP_FATAL:
             if boot.fatal_at is None:
@@ -275,7 +301,8 @@ class MonitorState:
         elif kind is EventKind.SHUTDOWN:
             boot.shutdown_at = boot.shutdown_at or now
         elif kind is EventKind.CLUSTER_DEGRADED:
-            self._record_degraded(event.reason, now)
+            if not self._about_a_departed_member(event):
+                self._record_degraded(event.reason, now)
         elif kind is EventKind.CLUSTER_VIEW:
             return self._record_view(event, now)
         elif kind in (EventKind.NODE_JOINED, EventKind.NODE_LEFT):
@@ -299,6 +326,13 @@ class MonitorState:
                 return
         self.degraded_at, self.degraded_reason = now, reason
 
+    def _about_a_departed_member(self, event: LogEvent) -> bool:
+        """Unreachable-peer evidence naming a member the current view no longer holds (or
+        a bare address no view holds): JGroups retrying to a peer that has left."""
+        if event.reason not in _PEER_DEGRADED or not event.node or self.view is None:
+            return False
+        return _member_name(event.node) not in {_member_name(m) for m in self.view.members}
+
     def _record_view(self, event: LogEvent, now: float) -> bool:
         view = event.view
         if view is None:
@@ -307,7 +341,17 @@ class MonitorState:
         if key in self._seen_views:
             return False
         self._seen_views = [*self._seen_views[-(_SEEN_VIEWS_MAX - 1) :], key]
+        previous = self.view
         self.view, self.view_since = view, now
+        left = previous is not None and bool(
+            {_member_name(m) for m in previous.members} - {_member_name(m) for m in view.members}
+        )
+        if left and self.degraded_reason in _PEER_DEGRADED:
+            # failure detection concluded: the unreachable peer is out of the view (a crashed
+            # peer, or one side of a partition, which the membership check judges)
+            self.degraded_at, self.degraded_reason = None, ""
+            for reason in _PEER_DEGRADED:
+                self._last_routine_degraded.pop(reason, None)
         return True
 
     # --- new boots -----------------------------------------------------------------------------

@@ -67,17 +67,26 @@ def unavailable(reason: str) -> None:
     pytest.skip(f"real Keycloak unavailable: {reason}")
 
 
+class Unserved(RuntimeError):
+    """The Keycloak version asked for is no version, or Maven Central does not serve it."""
+
+
 def versions() -> list[str]:
     lines = VERSIONS_FILE.read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
 def selected_version() -> str:
-    """``KEYCLOAK_VERSION`` (a version, or ``newest`` for the last one listed), else the pin."""
+    """``KEYCLOAK_VERSION`` (a version, ``newest``/``oldest`` of those listed), else the pin."""
     wanted = os.environ.get("KEYCLOAK_VERSION", "").strip()
     known = versions()
-    if wanted == "newest":
-        return known[-1]
+    if wanted in ("newest", "oldest"):
+        ordered = sorted(known, key=version_key)
+        return ordered[-1] if wanted == "newest" else ordered[0]
     return wanted or known[0]
 
 
@@ -105,6 +114,10 @@ def fetch_keycloak(version: str) -> Path:
         check=False,
         timeout=600,
     )
+    if done.returncode == 6:  # no version, or one Maven Central does not serve
+        said = [line for line in done.stderr.splitlines() if "[fetch-keycloak]" in line]
+        last = said[-1].split("[fetch-keycloak]", 1)[1].strip() if said else done.stderr[-400:]
+        raise Unserved(last)
     if done.returncode != 0:
         raise Missing(f"could not fetch Keycloak {version}: {done.stderr.strip()[-400:]}")
     return Path(done.stdout.strip().splitlines()[-1])

@@ -252,7 +252,9 @@ def test_bootstrap_stalled_by_a_frozen_database(cluster: RealCluster) -> None:
         frozen.remove()
     log = save_fixture(cluster, "stalled-db-frozen", node)
     _, verdict = analyze_json(log)
-    assert not verdict["started"], verdict
+    # 26.4/26.5 never print 'started' here; 26.6+ (async bootstrap, the health endpoints on)
+    # prints it before the migration that then stalls: 'started' follows Keycloak's own line
+    assert verdict["started"] is node.has_logged(") started in"), verdict
     assert verdict["live"], verdict  # a hang is a matter of time, which the log cannot show
 
 
