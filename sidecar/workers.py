@@ -40,6 +40,9 @@ class Source(Protocol):
     def caught_up(self) -> bool: ...
 
     @property
+    def drained(self) -> bool: ...
+
+    @property
     def mtime_wall(self) -> float | None: ...
 
 
@@ -61,21 +64,32 @@ class Tailer:
         self._was_present: bool | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        """One poll per wake-up when lines trickle in: a poll that read to the end of what
+        there is (``drained``) is not repeated at once, and the poll after the flush wait
+        is the next round's poll."""
         poll_seconds = self._ctx.settings.log_poll_interval_seconds
         since_yield = 0
+        flush_due = False
         while not stop.is_set():
             self._ctx.beat("tail-worker")
             fed = self.pump()
             if fed:
+                flush_due = False
                 since_yield += fed
-                if since_yield >= _YIELD_EVERY_BYTES or not self._sink.replaying:
-                    since_yield = 0
-                    await asyncio.sleep(0)
-                continue
+                if not self._source.drained:
+                    if since_yield >= _YIELD_EVERY_BYTES or not self._sink.replaying:
+                        since_yield = 0
+                        await asyncio.sleep(0)
+                    continue
+                since_yield = 0  # the wait below yields
+            elif flush_due:
+                # FLUSH_AFTER_SECONDS passed with nothing new: the held record is complete
+                flush_due = False
+                self._sink.idle()
             self.settle()
             if self._ctx.pipeline.has_pending and not self._sink.replaying:
                 await self._waiter.wait(FLUSH_AFTER_SECONDS)
-                self.after_quiet()
+                flush_due = True
                 continue
             await self._waiter.wait(poll_seconds)
 

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
-from sidecar.log.scan import MemmemScanner, best_scanner, scan_with_find
+from sidecar.log import scan
+from sidecar.log.pipeline import Pipeline
+from sidecar.log.rules import builtin_rules
+from sidecar.log.scan import FIND_BELOW_BYTES, MemmemScanner, best_scanner, scan_with_find
+
+_REALKC = Path(__file__).parent / "data" / "realkc"
+REAL_LINES = [
+    line
+    for path in sorted(_REALKC.glob("*.log"))
+    for line in path.read_bytes().splitlines(keepends=True)
+]
+_PIPELINE = Pipeline(builtin_rules(), sink=None)  # type: ignore[arg-type]  # needles only
+NEEDLE_SETS = [
+    _PIPELINE._boot_needles,
+    _PIPELINE._runtime_plain,
+    _PIPELINE._runtime_json,
+    _PIPELINE._runtime_csv,
+]
 
 MEMMEM = MemmemScanner()
+#: memmem on every region, however small (the default hands short ones to bytes.find)
+MEMMEM_ALWAYS = MemmemScanner(find_below_bytes=0)
 
 
 def test_this_machine_uses_memmem() -> None:
@@ -34,6 +55,7 @@ def test_known_answers(
     data: bytes, needles: list[bytes], start: int, end: int, expected: list[int]
 ) -> None:
     assert MEMMEM(data, needles, start, end) == expected
+    assert MEMMEM_ALWAYS(data, needles, start, end) == expected
     assert scan_with_find(data, needles, start, end) == expected
 
 
@@ -48,4 +70,39 @@ def test_random_buffers_agree(seed: int) -> None:
     ]
     start = rng.randrange(0, len(data) + 1)
     end = rng.randrange(start, len(data) + 1)
-    assert MEMMEM(data, needles, start, end) == scan_with_find(data, needles, start, end)
+    assert MEMMEM_ALWAYS(data, needles, start, end) == scan_with_find(data, needles, start, end)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_small_region_path_finds_what_memmem_finds(seed: int) -> None:
+    """Regions on both sides of FIND_BELOW_BYTES, real needle sets (runtime and boot) over
+    real Keycloak lines: the default scanner (bytes.find below the threshold, memmem above)
+    finds exactly what memmem finds everywhere."""
+    rng = random.Random(seed)
+    lines = REAL_LINES
+    first = rng.randrange(len(lines))
+    data = b"".join(lines[first : first + rng.randrange(1, 40)])
+    start = rng.randrange(0, min(len(data), 300) + 1)
+    end = min(len(data), start + rng.choice((FIND_BELOW_BYTES - 1, FIND_BELOW_BYTES, 100, 5000)))
+    for needles in NEEDLE_SETS:
+        expected = MEMMEM_ALWAYS(data, needles, start, end)
+        assert MEMMEM(data, needles, start, end) == expected
+        assert scan_with_find(data, needles, start, end) == expected
+
+
+def test_threshold_splits_the_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short regions go to bytes.find, long ones to memmem (so the test above covers both)."""
+    calls: list[int] = []
+    scanner = MemmemScanner()
+    real = scan.scan_with_find
+
+    def spy(data: bytes, needles: Iterable[bytes], start: int, end: int) -> list[int]:
+        calls.append(end - start)
+        return real(data, needles, start, end)
+
+    monkeypatch.setattr(scan, "scan_with_find", spy)
+    data = b"x" * (2 * FIND_BELOW_BYTES) + b"ERROR ["
+    assert scanner(data, [b"ERROR ["], 0, FIND_BELOW_BYTES - 1) == []
+    assert calls == [FIND_BELOW_BYTES - 1]
+    assert scanner(data, [b"ERROR ["], 0, len(data)) == [2 * FIND_BELOW_BYTES]
+    assert calls == [FIND_BELOW_BYTES - 1]

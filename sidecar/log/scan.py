@@ -9,6 +9,11 @@ otherwise.  Both give the same answers; tests/test_scan.py holds them to that.
 Safety of the ctypes path: ``data`` is an immutable ``bytes`` object that the caller keeps
 alive for the whole call, so the address of its buffer stays valid; every call is bounded by
 ``end``, which never exceeds ``len(data)``.
+
+A ctypes call costs far more than a ``bytes.find`` on a short region, and a live log hands
+the pre-filter one line at a time (Keycloak flushes every record): below
+``FIND_BELOW_BYTES`` the memmem scanner uses ``bytes.find`` (a 250-byte line with the 12
+runtime needles: 4 us against 17-41 us; the two meet at 2-4 KiB, benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ logger = logging.getLogger(__name__)
 #: positions of every occurrence of each needle in ``data[start:end]``, sorted, no duplicates
 Scanner = Callable[[bytes, Iterable[bytes], int, int], list[int]]
 
+#: regions shorter than this are scanned with ``bytes.find`` even where memmem exists
+FIND_BELOW_BYTES = 2048
+
 
 def scan_with_find(data: bytes, needles: Iterable[bytes], start: int, end: int) -> list[int]:
     """The portable scanner: ``bytes.find``."""
@@ -40,7 +48,8 @@ def scan_with_find(data: bytes, needles: Iterable[bytes], start: int, end: int) 
 class MemmemScanner:
     """The fast scanner: the C library's ``memmem``; raises ``OSError`` where it is missing."""
 
-    def __init__(self) -> None:
+    def __init__(self, find_below_bytes: int = FIND_BELOW_BYTES) -> None:
+        self._find_below_bytes = find_below_bytes
         try:
             memmem = libc.load().memmem
         except (OSError, AttributeError) as error:
@@ -51,6 +60,8 @@ class MemmemScanner:
 
     def __call__(self, data: bytes, needles: Iterable[bytes], start: int, end: int) -> list[int]:
         end = min(end, len(data))
+        if end - start < self._find_below_bytes:
+            return scan_with_find(data, needles, start, end)
         base = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
         memmem = self._memmem
         found: set[int] = set()

@@ -161,7 +161,14 @@ class _LineSource:
     def __init__(self, max_line_bytes: int) -> None:
         self._framer = LineFramer(max_line_bytes)
         self._caught_up = False
+        self._drained = False
         self._last_error = ""
+
+    @property
+    def drained(self) -> bool:
+        """The latest poll stopped because there was nothing more to read now (not because
+        of its byte budget): polling again at once would find nothing new."""
+        return self._drained
 
     @property
     def caught_up(self) -> bool:
@@ -250,6 +257,7 @@ class LogFile(_LineSource):
         if self._closed:
             return b""
         self._error_in_poll = False
+        self._drained = False
         chunks: list[bytes] = []
         try:
             if self._fd is not None:
@@ -277,8 +285,9 @@ class LogFile(_LineSource):
     def _read_into(self, chunks: list[bytes], budget_bytes: int) -> None:
         skip_bytes = SKIP_PER_POLL_BYTES
         while budget_bytes > 0 and self._fd is not None:
+            size_bytes = min(self._read_block_bytes, budget_bytes)
             try:
-                data = os.read(self._fd, min(self._read_block_bytes, budget_bytes))
+                data = os.read(self._fd, size_bytes)
             except BlockingIOError:  # a FIFO with a writer but no data yet
                 data = b""
             if data:
@@ -290,9 +299,13 @@ class LogFile(_LineSource):
                     skip_bytes -= len(data)  # skipped, not read: the budget stays
                 else:
                     budget_bytes -= len(data)
-                continue
+                if len(data) == size_bytes or not self._is_regular:
+                    continue
+                # a short read of a regular file stopped at its end: no second read that
+                # only returns b"" (one line per write is one read per wake-up)
             self._caught_up = True
             if not self._handle_eof(self._fd, chunks):
+                self._drained = True
                 return
 
     def _handle_eof(self, fd: int, chunks: list[bytes]) -> bool:
@@ -433,9 +446,11 @@ class StdinReader(_LineSource):
         chunks: list[bytes] = []
         budget_bytes = max(1, max_bytes)
         skip_bytes = SKIP_PER_POLL_BYTES
+        self._drained = False
         while budget_bytes > 0:
             data = self._read(min(self._read_block_bytes, budget_bytes))
             if not data:
+                self._drained = True
                 break
             if self._feed(data, chunks) and skip_bytes > 0:
                 skip_bytes -= len(data)  # skipped, not read: the budget stays

@@ -5,8 +5,11 @@ even while the file is absent.  Any change in the directory wakes the waiter; th
 ``poll()`` then finds out what happened.  Without inotify (another OS, no libc symbol, no
 watch left, the directory missing) ``wait()`` simply returns after the poll interval.
 
-The reader is one-shot: a wake-up drains the inotify descriptor and unregisters it until the
-next ``wait()``, so a busy log costs at most one wake-up per follower cycle.
+The reader stays registered from the first ``wait()`` to ``close()``: a wake-up drains the
+inotify descriptor and sets the event, so a busy log costs at most one drain per event-loop
+round.  (It used to be one-shot, unregistered on every wake-up and registered again by the
+next ``wait()``: two ``epoll_ctl`` calls and the selector's bookkeeping per log line when
+Keycloak writes its lines one at a time, benchmarks/trickle.py.)
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ _WATCH_MASK = (
 )
 _EVENT_HEADER = struct.Struct("=iIII")  # wd, mask, cookie, name length
 _READ_BYTES = 65536
+#: the longest name an event carries (NAME_MAX + 1, padded)
+_NAME_MAX_BYTES = 256
 
 
 class InotifyApi:
@@ -140,11 +145,12 @@ class FileWatcher:
             limit_seconds = max(0.0, min(timeout_seconds, limit_seconds))
         changed = self._prepare()
         if not changed.is_set():
+            # a plain timer that sets the event: cheaper than asyncio.timeout's cancellation
+            timer = asyncio.get_running_loop().call_later(limit_seconds, changed.set)
             try:
-                async with asyncio.timeout(limit_seconds):
-                    await changed.wait()
-            except TimeoutError:
-                pass
+                await changed.wait()
+            finally:
+                timer.cancel()
         changed.clear()
 
     def close(self) -> None:
@@ -178,7 +184,7 @@ class FileWatcher:
         self._note("watching", "watching the log directory")
 
     def _prepare(self) -> asyncio.Event:
-        """Bind to the running loop, retry a missing watch, and arm the one-shot reader."""
+        """Bind to the running loop, retry a missing watch, and register the reader."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._changed is None:
             self._disarm()
@@ -207,7 +213,6 @@ class FileWatcher:
         self._armed = False
 
     def _on_readable(self) -> None:
-        self._disarm()
         try:
             flags = self._drain()
         except OSError as error:
@@ -226,9 +231,11 @@ class FileWatcher:
                 buffer = os.read(self._fd, _READ_BYTES)
             except BlockingIOError:
                 break
-            if not buffer:
-                break
             flags |= _watch_flags(buffer, self._wd)
+            if len(buffer) < _READ_BYTES - _EVENT_HEADER.size - _NAME_MAX_BYTES:
+                # room was left for another event: the queue is empty (a later event makes
+                # the descriptor readable again), no read that only meets EAGAIN
+                break
         return flags
 
     def _forget_watch(self) -> None:
