@@ -438,6 +438,9 @@ OOM_HEAP_OPTIONS = "-Xms64m -Xmx192m"
 OOM_REQUESTS = 16
 OOM_BODY_BYTES = 9_000_000
 OOM_REQUEST_TIMEOUT_SECONDS = 30.0
+#: a user's own JAVA_OPTS (old charts and guides set the heap this way): kc.sh then drops
+#: its defaults, -XX:+ExitOnOutOfMemoryError among them, and the JVM survives the error
+USER_JAVA_OPTS = f"{OOM_HEAP_OPTIONS} -XX:MetaspaceSize=96M -XX:MaxMetaspaceSize=256m"
 
 
 def admin_token(http_url: str) -> str:

@@ -9,6 +9,7 @@ folder (``fixtures/``), and into ``tests/data/realkc/`` with ``REALKC_SAVE_FIXTU
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import shutil
@@ -20,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import Scenario, tail
 from realkc_cluster import (
     FIXTURES,
     OOM_HEAP_OPTIONS,
+    USER_JAVA_OPTS,
     KeycloakNode,
     KubeApiThread,
     Partition,
@@ -37,6 +40,7 @@ from realkc_cluster import (
     unavailable,
     wait_until,
 )
+from realkc_pod import POD, SCALE, RealKeycloakPod, restarted_by_the_emulator
 
 pytestmark = [pytest.mark.realkc, pytest.mark.timeout(1200)]
 
@@ -555,9 +559,6 @@ def never_both_failing(cluster: RealCluster, names: list[str], since: float) -> 
 # --------------------------------------------------------------------------- 7. out of memory
 
 OOM_TIMEOUT_SECONDS = 120.0
-#: a user's own JAVA_OPTS (old charts and guides set the heap this way): kc.sh then drops
-#: its defaults, -XX:+ExitOnOutOfMemoryError among them, and the JVM survives the error
-USER_JAVA_OPTS = f"{OOM_HEAP_OPTIONS} -XX:MetaspaceSize=96M -XX:MaxMetaspaceSize=256m"
 
 
 def oom_node(cluster: RealCluster, name: str, address: str, **kwargs: Any) -> KeycloakNode:
@@ -677,6 +678,40 @@ def test_out_of_memory_with_kc_sh_defaults(cluster: RealCluster) -> None:
     save_fixture(cluster, "oom-exit", node)
     log = save_fixture(cluster, "oom-exit", console_twin(node), text=text)
     assert [e.get("reason") for e in events_of(log, "runtime_fatal")] == ["out_of_memory"]
+
+
+def test_out_of_memory_restarts_through_the_kubelet_emulator(cluster: RealCluster) -> None:
+    """The pod's Keycloak runs out of heap twice: first with JAVA_OPTS overridden (the JVM
+    survives; the sidecar's /livez says runtime_fatal; the liveness probe restarts it), then
+    with kc.sh's defaults (the JVM exits by itself; restartPolicy Always restarts it).  It
+    comes back started and ready each time; the shared pair is untouched."""
+    mark = cluster.watch.mark()
+    database = "oom_pod"
+    cluster.postgres.copy_database("keycloak", database)
+    scenario = Scenario(
+        name="oom-pod", scripts={}, body=restarted_by_the_emulator, replicas=1, scale=SCALE
+    )
+    root = cluster.root / "kubelet"
+    root.mkdir(parents=True, exist_ok=True)
+    outcome: dict[str, Any] = {}
+
+    async def run() -> None:
+        pod_cluster = RealKeycloakPod(scenario, root, cluster, database)
+        try:
+            async with pod_cluster:
+                await restarted_by_the_emulator(pod_cluster)
+        except Exception as error:  # reported with the timeline below
+            outcome["error"] = error
+        outcome["report"] = pod_cluster.report()
+
+    asyncio.run(run())
+    print(f"\n[realkc] {outcome['report']}")
+    if "error" in outcome:
+        raise AssertionError(f"{outcome['error']}\n{outcome['report']}")
+    sidecar_log = root / POD / "sidecar.stderr"
+    verdicts = [line for line in tail(sidecar_log, 10_000).splitlines() if "runtime_fatal" in line]
+    assert verdicts, "the pod's sidecar never said runtime_fatal"
+    assert_pair_untouched(cluster, mark)
 
 
 # --------------------------------------------------------------------------- 4. peers leave
