@@ -117,6 +117,30 @@ def test_runtime_mode_still_sees_runtime_events_after_start() -> None:
     ]
 
 
+#: what a real Keycloak 26.5.6 printed when its heap ran out (tests/realkc): kc.sh's default
+#: -XX:+ExitOnOutOfMemoryError on the console; with it overridden, uncaught errors of
+#: threads without a handler on the console, and Netty's WARN in the log file
+REAL_OOM_LINES = [
+    "Terminating due to java.lang.OutOfMemoryError: Java heap space",
+    'Exception in thread "Timer runner-2,vm-4471" java.lang.OutOfMemoryError: Java heap space',
+    "Exception: java.lang.OutOfMemoryError thrown from the UncaughtExceptionHandler in thread "
+    '"vertx-blocked-thread-checker"',
+    "2026-12-06 06:18:23,376 WARN  [io.netty.channel.AbstractChannelHandlerContext] "
+    "(vert.x-eventloop-thread-0) An exception 'java.lang.OutOfMemoryError: Java heap space' "
+    "[enable DEBUG level for full stacktrace] was thrown by a user handler's exceptionCaught() "
+    "method while handling the following exception:: java.lang.OutOfMemoryError: Java heap space",
+]
+
+
+@pytest.mark.parametrize("line", REAL_OOM_LINES, ids=["exit", "thread", "handler", "netty-warn"])
+def test_runtime_scan_finds_an_out_of_memory_line_at_any_level(line: str) -> None:
+    """After startup only the anchors are scanned: an OutOfMemoryError without ERROR/FATAL
+    (a bare console line, a WARN) must still be found."""
+    events = feed_all([STARTED, *[INFO] * 50, line, INFO])
+    fatal = [e for e in events if e.kind is EventKind.RUNTIME_FATAL]
+    assert [e.reason for e in fatal] == ["out_of_memory"]
+
+
 def test_broken_bytes_never_crash() -> None:
     pipe, _ = pipeline()
     junk = b"\xff\xfe\x00ISPN\x00\x80 ERROR [x] (y) \xc3\x28 Failed to start server\n"

@@ -91,6 +91,10 @@ _RUNTIME_ANCHORS_COMMON: tuple[bytes, ...] = (
     b"suspect",  # JGroups failure detection at any level: "suspect list", "suspecting"
     b"SUSPECT",  # VERIFY_SUSPECT*: "SUSPECT([...])", "verifying that ... is dead"
     b"stopped in",  # "Keycloak stopped in", WFLYSRV0050: the server's own last word
+    # at any level and in bare lines: Netty's WARN about a handler, the JVM's "Terminating
+    # due to java.lang.OutOfMemoryError" (-XX:+ExitOnOutOfMemoryError, kc.sh's default) and
+    # 'Exception in thread "..." java.lang.OutOfMemoryError' on the console
+    b"OutOfMemoryError",
 )
 RUNTIME_ANCHORS_PLAIN: tuple[bytes, ...] = (
     *_RUNTIME_ANCHORS_COMMON,

@@ -11,6 +11,7 @@ own process group, killed at teardown, and ``test_zz_no_process_left`` checks.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,6 +35,9 @@ from realkc_cluster import (
     selected_version,
     unavailable,
 )
+
+# the kubelet emulator of tests/e2e (harness, kubelet, manifest) runs real Keycloak pods too
+sys.path.append(str(Path(__file__).resolve().parents[1] / "e2e"))
 
 #: what the terminal summary tells (the version is visible without -s)
 SEEN: dict[str, str] = {}

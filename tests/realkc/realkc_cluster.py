@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -286,6 +287,25 @@ class Postgres:
             self.psql(f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}'")
         self.psql(f"CREATE DATABASE {name} OWNER {DB_USER}")
 
+    def copy_database(self, source: str, target: str) -> None:
+        """A copy of a migrated database (pg_dump | psql), without the JGroups discovery
+        rows: a node started on it boots without a migration and forms a cluster of its own."""
+        self.create_database(target)
+        where = ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        dump = subprocess.run(
+            [str(self.bindir / "pg_dump"), *where, "--exclude-table-data=*jgroups*", source],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        subprocess.run(
+            [str(self.bindir / "psql"), *where, "-q", "-v", "ON_ERROR_STOP=1", "-d", target],
+            input=dump,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+
     def jdbc_url(self, database: str) -> str:
         return f"jdbc:postgresql://127.0.0.1:{self.port}/{database}"
 
@@ -329,6 +349,9 @@ class KeycloakNode:
     json_log: bool = False
     extra_args: tuple[str, ...] = ()
     heap_options: str = HEAP_OPTIONS
+    #: JAVA_OPTS replaced as a user's own (kc.sh's defaults, -XX:+ExitOnOutOfMemoryError
+    #: among them, then dropped); empty: kc.sh's defaults
+    java_opts: str = ""
     #: Infinispan/JGroups node name; in a pod it derives from the pod's host name
     node_name: str = ""
     http_port: int = 0
@@ -381,13 +404,16 @@ class KeycloakNode:
         return [*args, *self.extra_args]
 
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             **os.environ,
             "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
             "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "JAVA_OPTS_KC_HEAP": self.heap_options,
             "JAVA_OPTS_APPEND": f"-Djava.io.tmpdir={self.directory}",
         }
+        if self.java_opts:
+            env["JAVA_OPTS"] = self.java_opts
+        return env
 
     def start(self) -> None:
         console = self.console_path.open("ab")
@@ -413,6 +439,57 @@ class KeycloakNode:
 
     def has_logged(self, fragment: str) -> bool:
         return fragment in self.log_text()
+
+
+# --------------------------------------------------------------------------- heap exhaustion
+
+#: a heap Keycloak 26 boots in (16-40 s here) and that a few large requests exhaust
+OOM_HEAP_OPTIONS = "-Xms64m -Xmx192m"
+#: concurrent admin requests, each with a body just under Quarkus' 10 MiB limit: one string
+#: of 9 MB that Keycloak reads, decodes and copies (the user profile refuses it with a 400
+#: and logs nothing of it); 16 at once need several times the heap
+OOM_REQUESTS = 16
+OOM_BODY_BYTES = 9_000_000
+OOM_REQUEST_TIMEOUT_SECONDS = 30.0
+#: a user's own JAVA_OPTS (old charts and guides set the heap this way): kc.sh then drops
+#: its defaults, -XX:+ExitOnOutOfMemoryError among them, and the JVM survives the error
+USER_JAVA_OPTS = f"{OOM_HEAP_OPTIONS} -XX:MetaspaceSize=96M -XX:MaxMetaspaceSize=256m"
+
+
+def admin_token(http_url: str) -> str:
+    """An access token of the bootstrap admin (admin-cli, password grant)."""
+    form = urllib.parse.urlencode(
+        {
+            "grant_type": "password",
+            "client_id": "admin-cli",
+            "username": ADMIN_USER,
+            "password": ADMIN_PASSWORD,
+        }
+    ).encode()
+    url = f"{http_url}/realms/master/protocol/openid-connect/token"
+    with urllib.request.urlopen(url, form, timeout=60) as answer:
+        token: str = json.loads(answer.read())["access_token"]
+        return token
+
+
+def exhaust_heap(http_url: str) -> list[threading.Thread]:
+    """Start ``OOM_REQUESTS`` concurrent large user creations (bounded by their timeout)."""
+    token = admin_token(http_url)
+    body = b'{"enabled":true,"username":"' + b"a" * OOM_BODY_BYTES + b'"}'
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def post() -> None:
+        request = urllib.request.Request(f"{http_url}/admin/realms/master/users", body, headers)
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(request, timeout=OOM_REQUEST_TIMEOUT_SECONDS) as answer,
+        ):
+            answer.read()
+
+    threads = [threading.Thread(target=post, daemon=True) for _ in range(OOM_REQUESTS)]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 # --------------------------------------------------------------------------- the sidecar

@@ -9,6 +9,8 @@ folder (``fixtures/``), and into ``tests/data/realkc/`` with ``REALKC_SAVE_FIXTU
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -19,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import Scenario, tail
 from realkc_cluster import (
     FIXTURES,
+    OOM_HEAP_OPTIONS,
+    USER_JAVA_OPTS,
     KeycloakNode,
     KubeApiThread,
     Partition,
@@ -29,11 +34,13 @@ from realkc_cluster import (
     Sidecar,
     alive,
     analyze_json,
+    exhaust_heap,
     free_port,
     kill_group,
     unavailable,
     wait_until,
 )
+from realkc_pod import POD, SCALE, RealKeycloakPod, restarted_by_the_emulator
 
 pytestmark = [pytest.mark.realkc, pytest.mark.timeout(1200)]
 
@@ -146,11 +153,11 @@ def test_fatal_schema_migration(cluster: RealCluster) -> None:
     assert [e.get("reason") for e in events_of(log, "startup_fatal")][:1] == ["liquibase"]
 
 
-def wait_fatal(node: KeycloakNode, sidecar: Sidecar) -> float:
+def wait_fatal(node: KeycloakNode, sidecar: Sidecar, kind: str = "startup_fatal") -> float:
     """Wait for /livez 503; returns the seconds from the first fatal line's arrival to it.
 
     Each line's arrival in the file is timed by polling it every 20 ms; the fatal line is the
-    first ``startup_fatal`` event of ``analyze --json`` on the same log.
+    first ``kind`` event of ``analyze --json`` on the same log.
     """
     arrivals: list[float] = []  # arrivals[i]: when line i+1 was first seen
     failed_seen = 0.0
@@ -163,8 +170,8 @@ def wait_fatal(node: KeycloakNode, sidecar: Sidecar) -> float:
         if sidecar.status("/livez") == 503:
             failed_seen = now
         time.sleep(0.02)
-    fatal = events_of(node.log_path, "startup_fatal")
-    assert fatal, f"{node.name}: /livez 503 without a fatal line"
+    fatal = events_of(node.log_path, kind)
+    assert fatal, f"{node.name}: /livez 503 without a {kind} line"
     return failed_seen - arrivals[fatal[0]["line"] - 1]
 
 
@@ -549,6 +556,167 @@ def never_both_failing(cluster: RealCluster, names: list[str], since: float) -> 
             if all(s != 200 for s in last.values()):
                 return False
     return True
+
+
+# --------------------------------------------------------------------------- 7. out of memory
+
+OOM_TIMEOUT_SECONDS = 120.0
+
+
+def oom_node(cluster: RealCluster, name: str, address: str, **kwargs: Any) -> KeycloakNode:
+    """A node with a small heap on a copy of the pair's database (no migration, no cluster
+    with the pair)."""
+    database = name.replace("-", "_")
+    cluster.postgres.copy_database("keycloak", database)
+    return KeycloakNode(
+        name,
+        cluster.home,
+        address,
+        cluster.postgres.jdbc_url(database),
+        cluster.root / name,
+        cluster.processes,
+        heap_options=OOM_HEAP_OPTIONS,
+        **kwargs,
+    )
+
+
+def test_out_of_memory_with_the_jvm_surviving(cluster: RealCluster) -> None:
+    """JAVA_OPTS overridden (no -XX:+ExitOnOutOfMemoryError): the heap runs out under large
+    admin requests, Keycloak logs the OutOfMemoryError and keeps running: /livez 503
+    ``runtime_fatal``/``out_of_memory`` within a second of the line."""
+    mark = time.monotonic()
+    node = oom_node(cluster, "kc-oom", "127.0.0.9", java_opts=USER_JAVA_OPTS)
+    sidecar = Sidecar(node, cluster.processes)
+    sidecar.start()
+    cluster.watch.sidecars[node.name] = sidecar
+    node.start()
+    try:
+        wait_until(
+            "kc-oom started", lambda: sidecar.status("/readyz") == 200, READY_TIMEOUT_SECONDS
+        )
+        assert sidecar.status("/livez") == 200
+        loads = exhaust_heap(node.http_url)
+        latency_seconds = wait_fatal(node, sidecar, kind="runtime_fatal")
+        body = sidecar.get("/livez")[1]
+        print(f"[realkc] OutOfMemoryError line -> /livez 503 in {latency_seconds:.3f} s")
+        assert "runtime_fatal" in body["reasons"], body
+        assert check_detail(body, "runtime_fatal") == "out_of_memory", body
+        assert latency_seconds < 1.5, latency_seconds
+        assert alive(node.proc), "the JVM was expected to survive its OutOfMemoryError"
+        assert_pair_untouched(cluster, mark)
+    finally:
+        kill_group_of(node)
+        cluster.watch.sidecars.pop(node.name, None)
+    for thread in loads:
+        thread.join(timeout=60)
+    console = node.console_path.read_text(encoding="utf-8", errors="replace")
+    print(f"[realkc] console: {[x for x in console.splitlines() if 'OutOfMemory' in x][:3]}")
+    # the console is kept with the run's logs only: whether a thread without a handler
+    # prints an OutOfMemoryError there varies from run to run
+    (cluster.root / "fixtures").mkdir(parents=True, exist_ok=True)
+    (cluster.root / "fixtures" / "oom-survive-console.log").write_text(console, encoding="utf-8")
+    log = save_fixture(cluster, "oom-survive", node)
+    assert "out_of_memory" in {e.get("reason") for e in events_of(log, "runtime_fatal")}
+
+
+def console_twin(node: KeycloakNode) -> KeycloakNode:
+    """The same node under the name of its console's fixture (``<node>-console``)."""
+    return dataclasses.replace(node, name=f"{node.name}-console")
+
+
+def test_out_of_memory_with_kc_sh_defaults(cluster: RealCluster) -> None:
+    """kc.sh's default JAVA_OPTS (-XX:+ExitOnOutOfMemoryError): the JVM prints "Terminating
+    due to java.lang.OutOfMemoryError" on its console and exits (code 3); the log file just
+    ends.  A sidecar reading the console (``--log-file=-``, the container's log stream)
+    says ``runtime_fatal``; the exit itself is the kubelet's to restart."""
+    mark = time.monotonic()
+    node = oom_node(cluster, "kc-oom-exit", "127.0.0.10")
+    file_car = Sidecar(node, cluster.processes)
+    file_car.start()
+    console = node.console_path
+    keycloak = cluster.processes.spawn(
+        node.argv(), env=node.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    node.proc = keycloak
+    assert keycloak.stdout is not None
+    tee = cluster.processes.spawn(
+        ["tee", str(console)], stdin=keycloak.stdout, stdout=subprocess.PIPE
+    )
+    keycloak.stdout.close()
+    console_car = Sidecar(
+        node, cluster.processes, overrides={"--log-file": "-"}, name="sidecar-console"
+    )
+    console_out = console_car.log_path.open("ab")
+    console_car.proc = cluster.processes.spawn(
+        console_car.argv(), stdin=tee.stdout, stdout=console_out, stderr=subprocess.STDOUT
+    )
+    assert tee.stdout is not None
+    tee.stdout.close()
+    try:
+        wait_until("the console sidecar serves", console_car.serves, 30)
+        wait_until(
+            "kc-oom-exit started", lambda: file_car.status("/readyz") == 200, READY_TIMEOUT_SECONDS
+        )
+        loads = exhaust_heap(node.http_url)
+        code = keycloak.wait(timeout=OOM_TIMEOUT_SECONDS)
+        assert code == 3, f"exit code {code}"
+        wait_until(
+            "the console sidecar says runtime_fatal",
+            lambda: "runtime_fatal" in console_car.reasons("/livez"),
+            10,
+        )
+        body = console_car.get("/livez")[1]
+        assert check_detail(body, "runtime_fatal") == "out_of_memory", body
+        seen_by_file = file_car.get("/livez")[1]
+        print(f"[realkc] JVM exited {code}; the file-following sidecar said {seen_by_file}")
+        assert "runtime_fatal" not in seen_by_file.get("reasons", []), seen_by_file
+        assert_pair_untouched(cluster, mark)
+    finally:
+        for proc in (keycloak, console_car.proc, file_car.proc):
+            if proc is not None:
+                kill_group(proc, signal.SIGKILL)
+    for thread in loads:
+        thread.join(timeout=60)
+    text = console.read_text(encoding="utf-8", errors="replace")
+    assert "Terminating due to java.lang.OutOfMemoryError: Java heap space" in text
+    assert "OutOfMemoryError" not in node.log_text()  # the log file just ends
+    save_fixture(cluster, "oom-exit", node)
+    log = save_fixture(cluster, "oom-exit", console_twin(node), text=text)
+    assert [e.get("reason") for e in events_of(log, "runtime_fatal")] == ["out_of_memory"]
+
+
+def test_out_of_memory_restarts_through_the_kubelet_emulator(cluster: RealCluster) -> None:
+    """The pod's Keycloak runs out of heap twice: first with JAVA_OPTS overridden (the JVM
+    survives; the sidecar's /livez says runtime_fatal; the liveness probe restarts it), then
+    with kc.sh's defaults (the JVM exits by itself; restartPolicy Always restarts it).  It
+    comes back started and ready each time; the shared pair is untouched."""
+    mark = cluster.watch.mark()
+    database = "oom_pod"
+    cluster.postgres.copy_database("keycloak", database)
+    scenario = Scenario(
+        name="oom-pod", scripts={}, body=restarted_by_the_emulator, replicas=1, scale=SCALE
+    )
+    root = cluster.root / "kubelet"
+    root.mkdir(parents=True, exist_ok=True)
+    outcome: dict[str, Any] = {}
+
+    async def run() -> None:
+        pod_cluster = RealKeycloakPod(scenario, root, cluster, database)
+        try:
+            async with pod_cluster:
+                await restarted_by_the_emulator(pod_cluster)
+        except Exception as error:  # reported with the timeline below
+            outcome["error"] = error
+        outcome["report"] = pod_cluster.report()
+
+    asyncio.run(run())
+    print(f"\n[realkc] {outcome['report']}")
+    if "error" in outcome:
+        raise AssertionError(f"{outcome['error']}\n{outcome['report']}")
+    sidecar_log = root / POD / "sidecar.stderr"
+    verdicts = [line for line in tail(sidecar_log, 10_000).splitlines() if "runtime_fatal" in line]
+    assert verdicts, "the pod's sidecar never said runtime_fatal"
+    assert_pair_untouched(cluster, mark)
 
 
 # --------------------------------------------------------------------------- 4. peers leave

@@ -38,6 +38,7 @@ class Expected:
     reasons: frozenset[str] = frozenset()  # all of these in the final verdict's reasons
     fatal_causes: frozenset[str] = frozenset()  # all of these among the startup_fatal events
     no_fatal: bool = False  # no startup_fatal / runtime_fatal event at all
+    runtime_causes: frozenset[str] = frozenset()  # all of these among the runtime_fatal events
     last_view_size: int | None = None
     unrecognised: bool = False  # analyze finds no Keycloak record in it (exit 2): no verdict
 
@@ -91,6 +92,23 @@ EXPECTED: dict[tuple[str, str], Expected] = {
         reasons=frozenset({"startup_fatal"}),
         fatal_causes=frozenset({"failed_to_start"}),
     ),
+    # the heap exhausted with JAVA_OPTS overridden: the JVM survives and logs the error
+    ("oom-survive", "kc-oom"): Expected(
+        live=False,
+        started=True,
+        reasons=frozenset({"runtime_fatal"}),
+        runtime_causes=frozenset({"out_of_memory"}),
+    ),
+    # kc.sh's defaults (-XX:+ExitOnOutOfMemoryError): only the console says why the JVM
+    # exited; the log file just ends, a started server with nothing against it
+    # (kc.sh's console with --log=file: kc.sh's own lines, then the JVM's last words)
+    ("oom-exit", "kc-oom-exit-console"): Expected(
+        live=False,
+        started=False,
+        reasons=frozenset({"runtime_fatal"}),
+        runtime_causes=frozenset({"out_of_memory"}),
+    ),
+    ("oom-exit", "kc-oom-exit"): Expected(**OK_NO_FATAL),  # type: ignore[arg-type]
     # kc1 stopped, restarted, SIGKILLed: kc0 alone in the end, kc1's last boot started
     ("stop-and-kill", "kc0"): Expected(**OK_NO_FATAL, last_view_size=1),  # type: ignore[arg-type]
     ("stop-and-kill", "kc1"): Expected(**OK_NO_FATAL, last_view_size=2),  # type: ignore[arg-type]
@@ -250,6 +268,7 @@ def test_fixtures_exist() -> None:
     assert len(by_version) >= 3, sorted(by_version)
     for version, kept in by_version.items():
         assert kept >= PER_VERSION, (version, sorted(PER_VERSION - kept))
+    assert {"oom-survive", "oom-exit"} <= scenarios
 
 
 @pytest.mark.parametrize("path", saved_logs(), ids=lambda p: p.stem)
@@ -269,6 +288,8 @@ def test_replay_concludes_what_the_live_run_did(path: Path) -> None:
     assert want.reasons <= set(verdict["reasons"]), verdict
     causes = {e.get("reason") for e in events if e["event"] == "startup_fatal"}
     assert want.fatal_causes <= causes, causes
+    runtime = {e.get("reason") for e in events if e["event"] == "runtime_fatal"}
+    assert want.runtime_causes <= runtime, runtime
     if want.no_fatal:
         assert not [e for e in events if e["event"] in ("startup_fatal", "runtime_fatal")]
     if want.last_view_size is not None:
